@@ -1,0 +1,44 @@
+"""Small pieces every agent composes: target networks, soft updates, optimisers, gradient steps."""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+
+
+def make_target(online: nn.Module) -> nn.Module:
+    """A frozen copy of ``online``: same constructor arguments and same initial parameters by construction
+    (building it separately is how the seed notes' targets ended up with different layer sizes)."""
+    target = copy.deepcopy(online)
+    target.requires_grad_(False)
+    target.eval()
+    return target
+
+
+@torch.no_grad()
+def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
+    """target <- (1 - tau) * target + tau * online, for parameters and float buffers (norm statistics)."""
+    target_tensors = [t for t in (*target.parameters(), *target.buffers()) if t.is_floating_point()]
+    online_tensors = [t for t in (*online.parameters(), *online.buffers()) if t.is_floating_point()]
+    torch._foreach_lerp_(target_tensors, online_tensors, tau)
+
+
+def make_adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:
+    # the fused kernel updates all parameters in one call instead of a dozen small ops per tensor
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
+def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor) -> None:
+    """Step ``optimizer`` on the gradient of ``loss`` with respect to ``params`` only: autograd skips
+    every other parameter the loss depends on (the critic, in an actor update) instead of computing
+    gradients that would then be zeroed."""
+    for param, grad in zip(params, torch.autograd.grad(loss, params)):
+        param.grad = grad
+    optimizer.step()
+
+
+def has_batch_norm(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in module.modules())

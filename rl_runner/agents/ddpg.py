@@ -1,0 +1,181 @@
+"""Deep Deterministic Policy Gradient (Lillicrap et al., 2016).
+
+A deterministic actor mu(s) and a critic Q(s, a), each with a slowly tracking target copy. The critic
+regresses on r + gamma * (1 - terminated) * Q'(s', mu'(s')); the actor climbs the critic's gradient
+dQ/da at a = mu(s). Exploration adds Gaussian or Ornstein-Uhlenbeck noise to mu(s).
+"""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from omegaconf import DictConfig
+
+from rl_runner.agents.common import gradient_step, has_batch_norm, make_adam, make_target, soft_update
+from rl_runner.buffers import ReplayBuffer
+from rl_runner.checkpoint import Stateful
+from rl_runner.config import ExplorationNoise
+from rl_runner.networks import NetSpec, build_mlp, resolve_net_spec
+
+
+class DeterministicActor(nn.Module):
+    """mu(s): an MLP with a tanh output rescaled to the env's action bounds."""
+
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, spec: NetSpec) -> None:
+        super().__init__()
+        self.body = build_mlp(obs_dim, len(action_low), spec)
+        low = torch.as_tensor(action_low, dtype=torch.float32)
+        high = torch.as_tensor(action_high, dtype=torch.float32)
+        self.register_buffer("action_scale", (high - low) / 2)
+        self.register_buffer("action_bias", (high + low) / 2)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.body(obs)) * self.action_scale + self.action_bias  # [B, A]
+
+
+class QCritic(nn.Module):
+    """Q(s, a): an MLP on the concatenated observation and action."""
+
+    def __init__(self, obs_dim: int, action_dim: int, spec: NetSpec) -> None:
+        super().__init__()
+        self.body = build_mlp(obs_dim + action_dim, 1, spec)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.body(torch.cat([obs, actions], dim=-1)).squeeze(-1)  # [B]
+
+
+class GaussianNoise:
+    def __init__(self, sigma: torch.Tensor) -> None:
+        self.sigma = sigma  # [A]
+
+    def sample(self, num_envs: int) -> torch.Tensor:
+        return torch.randn((num_envs, *self.sigma.shape), device=self.sigma.device) * self.sigma
+
+    def reset(self, done: np.ndarray) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class OrnsteinUhlenbeckNoise:
+    """Temporally correlated noise, dx = theta * (0 - x) dt + sigma sqrt(dt) dW, one process per env."""
+
+    DT = 1e-2  # the time step of the DDPG paper's and OpenAI Baselines' implementation
+
+    def __init__(self, sigma: torch.Tensor, theta: float, num_envs: int) -> None:
+        self.sigma = sigma
+        self.theta = theta
+        self.state = torch.zeros((num_envs, *sigma.shape), device=sigma.device)  # [N, A]
+
+    def sample(self, num_envs: int) -> torch.Tensor:
+        drift = -self.theta * self.state * self.DT
+        diffusion = self.sigma * math.sqrt(self.DT) * torch.randn_like(self.state)
+        self.state = self.state + drift + diffusion
+        return self.state
+
+    def reset(self, done: np.ndarray) -> None:
+        if done.any():
+            self.state[torch.from_numpy(done).to(self.state.device)] = 0.0
+
+    def state_dict(self) -> dict:
+        return {"state": self.state.cpu()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state["state"].to(self.sigma.device)
+
+
+class DDPG:
+    def __init__(
+        self,
+        cfg: DictConfig,
+        net: DictConfig,
+        observation_space: gym.spaces.Space,
+        action_space: gym.spaces.Space,
+        num_envs: int,
+        device: torch.device,
+    ) -> None:
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"DDPG needs continuous (Box) actions, the env has {action_space}")
+        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+            raise ValueError(f"DDPG's MLP needs flat vector observations, the env has {observation_space}")
+        obs_dim, action_dim = observation_space.shape[0], action_space.shape[0]
+        self.device = device
+        self.gamma = float(cfg.gamma)
+        self.tau = float(cfg.tau)
+        self.batch_size = int(cfg.batch_size)
+
+        self.actor = DeterministicActor(obs_dim, action_space.low, action_space.high, resolve_net_spec(net, cfg.actor_net))
+        self.critic = QCritic(obs_dim, action_dim, resolve_net_spec(net, cfg.critic_net))
+        self.actor.to(device)
+        self.critic.to(device)
+        self.target_actor = make_target(self.actor)
+        self.target_critic = make_target(self.critic)
+        self.actor_params = list(self.actor.parameters())
+        self.critic_params = list(self.critic.parameters())
+        self.actor_optimizer = make_adam(self.actor_params, cfg.alpha, device)
+        self.critic_optimizer = make_adam(self.critic_params, cfg.beta, device)
+        self.actor_has_batch_norm = has_batch_norm(self.actor)
+
+        sigma = cfg.noise_scale * self.actor.action_scale
+        self.noise = (
+            GaussianNoise(sigma) if cfg.noise is ExplorationNoise.gaussian else OrnsteinUhlenbeckNoise(sigma, cfg.ou_theta, num_envs)
+        )
+        self.action_low = torch.as_tensor(action_space.low, device=device)
+        self.action_high = torch.as_tensor(action_space.high, device=device)
+        self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, action_space.shape, device)
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
+        obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # [N, O]
+        if self.actor_has_batch_norm and self.actor.training:  # batch statistics of a single observation are meaningless
+            self.actor.eval()
+            actions = self.actor(obs_tensor)
+            self.actor.train()
+        else:
+            actions = self.actor(obs_tensor)  # [N, A]
+        if explore:
+            actions = torch.clamp(actions + self.noise.sample(len(obs_tensor)), self.action_low, self.action_high)
+        return actions.cpu().numpy()
+
+    def reset(self, done: np.ndarray) -> None:
+        self.noise.reset(done)
+
+    def update(self) -> dict[str, torch.Tensor]:
+        batch = self.replay.sample(self.batch_size)
+        with torch.no_grad():
+            next_q = self.target_critic(batch.next_obs, self.target_actor(batch.next_obs))  # [B]
+            td_target = batch.rewards + self.gamma * (1.0 - batch.terminated) * next_q  # [B]
+        q = self.critic(batch.obs, batch.actions)  # [B]
+        critic_loss = F.mse_loss(q, td_target)
+        gradient_step(self.critic_optimizer, self.critic_params, critic_loss)
+
+        actor_loss = -self.critic(batch.obs, self.actor(batch.obs)).mean()
+        gradient_step(self.actor_optimizer, self.actor_params, actor_loss)
+
+        soft_update(self.target_actor, self.actor, self.tau)
+        soft_update(self.target_critic, self.critic, self.tau)
+        return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "q/mean": q.detach().mean()}
+
+    def state_groups(self) -> dict[str, Stateful]:
+        return {
+            "actor": self.actor,
+            "critic": self.critic,
+            "target_actor": self.target_actor,
+            "target_critic": self.target_critic,
+            "actor_optimizer": self.actor_optimizer,
+            "critic_optimizer": self.critic_optimizer,
+            "exploration_noise": self.noise,
+        }
+
+    def train_mode(self, training: bool) -> None:
+        self.actor.train(training)
+        self.critic.train(training)

@@ -1,0 +1,3 @@
+from rl_runner.buffers.replay import ReplayBuffer, TransitionBatch
+
+__all__ = ["ReplayBuffer", "TransitionBatch"]

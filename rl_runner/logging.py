@@ -1,0 +1,93 @@
+"""TensorBoard scalars, the HParams summary and the progress bar of a run."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class MetricAccumulator:
+    """Sums per-update metrics as device tensors and reads them back once per log interval, so the hot
+    loop never waits on the device or converts to Python floats."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.count = 0
+
+    def add(self, metrics: Mapping[str, torch.Tensor]) -> None:
+        for name, value in metrics.items():
+            self.sums[name] = self.sums[name] + value if name in self.sums else value.detach().clone()
+        self.count += 1
+
+    def pop_means(self) -> dict[str, float]:
+        """Means since the last call; raises ``NonFiniteLossError`` if any of them is NaN or infinite."""
+        if not self.count:
+            return {}
+        means = {name: float(total) / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        broken = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]
+        if broken:
+            raise NonFiniteLossError(", ".join(broken))
+        return means
+
+
+class RunLogger:
+    def __init__(self, log_dir: Path, total_steps: int, start_step: int, show_progress: bool) -> None:
+        # purge_step drops events a previous attempt wrote after its last checkpoint, so a resumed
+        # curve has no duplicated steps
+        self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step else None)
+        self.bar = (
+            tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stdout)
+            if show_progress and sys.stdout.isatty()
+            else None
+        )
+
+    def scalars(self, values: Mapping[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.writer.add_scalar(tag, value, step)
+
+    def advance(self, steps: int, summary: Mapping[str, float] | None = None) -> None:
+        if self.bar is None:
+            return
+        self.bar.update(steps)
+        if summary:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in summary.items()}, refresh=False)
+
+    def hparams(self, cfg: DictConfig, final_metrics: Mapping[str, float]) -> None:
+        flat = flatten_config(cfg)
+        metrics = {f"final/{k}": v for k, v in final_metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        self.writer.add_hparams(flat, metrics, run_name=".")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.writer.flush()
+        self.writer.close()
+
+
+def flatten_config(cfg: DictConfig) -> dict[str, float | int | str | bool]:
+    """Dotted keys with values TensorBoard's HParams tab accepts (lists become strings)."""
+    flat: dict[str, float | int | str | bool] = {}
+
+    def walk(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        elif isinstance(node, (bool, int, float, str)):
+            flat[prefix[:-1]] = node
+        else:
+            flat[prefix[:-1]] = str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
+    return flat

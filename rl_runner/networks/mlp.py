@@ -1,0 +1,60 @@
+"""The MLP builder shared by every agent: sizes, normalization, init and activation come from ``net``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn as nn
+from omegaconf import DictConfig
+
+from rl_runner.config import Activation, Init, Norm
+from rl_runner.networks.init import initialise_linear
+
+ACTIVATIONS = {
+    Activation.relu: nn.ReLU,
+    Activation.tanh: nn.Tanh,
+    Activation.elu: nn.ELU,
+    Activation.leaky_relu: nn.LeakyReLU,
+    Activation.gelu: nn.GELU,
+    Activation.silu: nn.SiLU,
+}
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    hidden: int = 256
+    depth: int = 2
+    norm: Norm = Norm.none
+    init: Init = Init.default
+    activation: Activation = Activation.relu
+
+
+def resolve_net_spec(shared: DictConfig, override: DictConfig | None = None) -> NetSpec:
+    """The shared ``net`` group with the non-null fields of a per-network override on top."""
+    values = {key: shared[key] for key in ("hidden", "depth", "norm", "init", "activation")}
+    if override is not None:
+        values.update({key: value for key, value in override.items() if value is not None})
+    spec = NetSpec(**values)
+    if spec.hidden < 1 or spec.depth < 0:
+        raise ValueError(f"net needs hidden >= 1 and depth >= 0, got hidden={spec.hidden} depth={spec.depth}")
+    return spec
+
+
+def build_mlp(in_features: int, out_features: int, spec: NetSpec) -> nn.Sequential:
+    """Linear -> [norm] -> activation, ``depth`` times, then a plain linear output layer."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for _ in range(spec.depth):
+        linear = nn.Linear(width, spec.hidden)
+        initialise_linear(linear, spec.init, spec.activation, is_output=False)
+        layers.append(linear)
+        if spec.norm is Norm.layer:
+            layers.append(nn.LayerNorm(spec.hidden))
+        elif spec.norm is Norm.batch:
+            layers.append(nn.BatchNorm1d(spec.hidden))
+        layers.append(ACTIVATIONS[spec.activation]())
+        width = spec.hidden
+    output = nn.Linear(width, out_features)
+    initialise_linear(output, spec.init, spec.activation, is_output=True)
+    layers.append(output)
+    return nn.Sequential(*layers)

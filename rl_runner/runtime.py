@@ -1,0 +1,86 @@
+"""Process-level pieces every runner shares: device choice, seeding, RNG snapshots, stop signals."""
+
+from __future__ import annotations
+
+import random
+import re
+import signal
+import threading
+from types import FrameType
+
+import numpy as np
+import torch
+
+from rl_runner.config import MatmulPrecision
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cpu``, ``cuda`` and ``cuda:N`` force a device."""
+    if not DEVICE_PATTERN.match(requested):
+        raise ValueError(f"device={requested!r} is not one of auto, cpu, cuda, cuda:N")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={requested} was asked for, but CUDA is not available on this machine")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device={requested}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def set_matmul_precision(precision: MatmulPrecision) -> None:
+    torch.set_float32_matmul_precision(precision.value)
+    # on CPUs with bf16 support, oneDNN's reduced-precision fp32 matmul is the counterpart of TF32
+    mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
+    if mkldnn_matmul is not None and hasattr(mkldnn_matmul, "fp32_precision"):
+        mkldnn_matmul.fp32_precision = "bf16" if precision is MatmulPrecision.medium else "ieee"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)  # seeds every CUDA device as well
+
+
+def rng_state() -> dict:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class StopSignals:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so the run stops at a consistent
+    point and writes a checkpoint. A second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignals":
+        if threading.current_thread() is threading.main_thread():
+            for number in (signal.SIGINT, signal.SIGTERM):
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: FrameType | None) -> None:
+        if self.received is not None and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = number
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
