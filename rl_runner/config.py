@@ -1,6 +1,6 @@
 """Config schemas, registered in Hydra's ConfigStore.
 
-Every YAML file under ``conf/`` starts with ``defaults: [<schema name>, _self_]``, so Hydra checks each key
+Every YAML file under ``conf/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``, so Hydra checks each key
 and type against these dataclasses while composing: a typo or a wrong type fails before a run directory
 exists. Defaults live in the YAML files; the schemas hold types and the neutral defaults a new YAML inherits.
 
@@ -161,9 +161,10 @@ class Config:
 def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="agent", name="base_ddpg", node=DDPGConfig)
-    cs.store(group="env", name="base_env", node=EnvConfig)
-    cs.store(group="net", name="base_net", node=NetConfig)
+    # under schema/ so that `rl-train --help` lists only real choices in the agent/env/net groups
+    cs.store(group="schema/agent", name="ddpg", node=DDPGConfig)
+    cs.store(group="schema/env", name="env", node=EnvConfig)
+    cs.store(group="schema/net", name="mlp", node=NetConfig)
 
 
 register_configs()

@@ -59,8 +59,11 @@ def random_actions(space: gym.spaces.Space, rng: np.random.Generator, count: int
     raise ValueError(f"no random warm-up actions for {space}")
 
 
-def evaluate_policy(agent: OffPolicyAgent, env: gym.Env, episodes: int, seed: int) -> np.ndarray:
-    """Returns of ``episodes`` episodes of the deterministic policy (seeded, so repeatable)."""
+def evaluate_policy(
+    agent: OffPolicyAgent, env: gym.Env, episodes: int, seed: int, frames: list[np.ndarray] | None = None
+) -> np.ndarray:
+    """Returns of ``episodes`` episodes of the deterministic policy (seeded, so repeatable). With a
+    ``frames`` list and an env made with render_mode="rgb_array", the first episode's frames go there."""
     agent.train_mode(False)
     returns = np.zeros(episodes)
     try:
@@ -68,6 +71,8 @@ def evaluate_policy(agent: OffPolicyAgent, env: gym.Env, episodes: int, seed: in
             obs, _ = env.reset(seed=seed + episode)
             done = False
             while not done:
+                if frames is not None and episode == 0:
+                    frames.append(env.render())
                 action = agent.act(obs[None], explore=False)[0]
                 obs, reward, terminated, truncated, _ = env.step(action)
                 returns[episode] += float(reward)

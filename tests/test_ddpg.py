@@ -1,0 +1,154 @@
+"""DDPG's parts against brute force, determinism, and learning on a small task."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rl_runner.agents.common import soft_update
+from rl_runner.agents.ddpg import DDPG, OrnsteinUhlenbeckNoise
+from rl_runner.buffers import ReplayBuffer
+from rl_runner.train import train
+from tests.conftest import read_scalars
+
+
+def make_agent(cfg, env_id: str = "Pendulum-v1") -> DDPG:
+    env = gym.make(env_id)
+    return DDPG(cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch.device("cpu"))
+
+
+def test_targets_are_identical_copies_built_from_the_same_configuration(tiny_config) -> None:
+    cfg = tiny_config("env=halfcheetah", "net.norm=layer", "agent.critic_net.hidden=48")
+    agent = make_agent(cfg, "HalfCheetah-v5")
+    for online, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
+        assert repr(online) == repr(target)
+        for (name, p), (target_name, t) in zip(online.state_dict().items(), target.state_dict().items()):
+            assert name == target_name and torch.equal(p, t)
+        assert not any(p.requires_grad for p in target.parameters())
+    assert agent.critic.body[0].out_features == 48 and agent.actor.body[0].out_features == 32
+
+
+def test_actor_respects_the_env_action_bounds(tiny_config) -> None:
+    agent = make_agent(tiny_config("env=pendulum"))  # Pendulum torques are in [-2, 2]
+    obs = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32) * 100
+    for explore in (False, True):
+        actions = agent.act(obs, explore=explore)
+        assert actions.shape == (64, 1) and actions.dtype == np.float32
+        assert np.all(np.abs(actions) <= 2.0)
+
+
+def test_soft_update_matches_the_formula() -> None:
+    online, target = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
+    expected = {k: 0.9 * target.state_dict()[k] + 0.1 * v for k, v in online.state_dict().items()}
+    soft_update(target, online, 0.1)
+    for key, value in target.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+
+
+def test_update_matches_a_hand_written_ddpg_step(tiny_config) -> None:
+    """One update against the textbook equations computed separately on copies of the networks."""
+    cfg = tiny_config("env=pendulum", "agent.tau=0.1")
+    torch.manual_seed(0)
+    agent = make_agent(cfg)
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        agent.replay.add(rng.normal(size=(1, 3)), rng.uniform(-2, 2, (1, 1)), rng.normal(size=1),
+                         rng.normal(size=(1, 3)), rng.random(1) < 0.3, np.zeros(1, dtype=bool))
+    actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
+    target_actor, target_critic = copy.deepcopy(agent.target_actor), copy.deepcopy(agent.target_critic)
+    torch.manual_seed(1)
+    metrics = agent.update()
+
+    torch.manual_seed(1)
+    batch = agent.replay.sample(agent.batch_size)
+    y = batch.rewards + 0.99 * (1 - batch.terminated) * target_critic(batch.next_obs, target_actor(batch.next_obs))
+    critic_loss = F.mse_loss(critic(batch.obs, batch.actions), y.detach())
+    critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.agent.beta)
+    critic_optimizer.zero_grad()
+    critic_loss.backward()
+    critic_optimizer.step()
+    actor_loss = -critic(batch.obs, actor(batch.obs)).mean()
+    actor_optimizer = torch.optim.Adam(actor.parameters(), lr=cfg.agent.alpha)
+    actor_optimizer.zero_grad()
+    actor_loss.backward()
+    actor_optimizer.step()
+
+    torch.testing.assert_close(metrics["loss/critic"], critic_loss.detach())
+    torch.testing.assert_close(metrics["loss/actor"], actor_loss.detach())
+    for mine, reference in ((agent.actor, actor), (agent.critic, critic)):
+        for p, q in zip(mine.parameters(), reference.parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for mine, online, old_target in ((agent.target_actor, actor, target_actor), (agent.target_critic, critic, target_critic)):
+        for p, o, t in zip(mine.parameters(), online.parameters(), old_target.parameters()):
+            torch.testing.assert_close(p, 0.9 * t + 0.1 * o, rtol=1e-5, atol=1e-6)
+
+
+def test_ou_noise_is_correlated_and_resets_per_env() -> None:
+    torch.manual_seed(0)
+    noise = OrnsteinUhlenbeckNoise(torch.ones(2), theta=0.15, num_envs=3)
+    samples = torch.stack([noise.sample(3).clone() for _ in range(2000)])  # [T, N, A]
+    x = samples[:, 0, 0]
+    lag_one = torch.corrcoef(torch.stack([x[:-1], x[1:]]))[0, 1]
+    assert lag_one > 0.95  # white Gaussian noise would be near 0
+    noise.reset(np.array([True, False, False]))
+    assert torch.all(noise.state[0] == 0) and torch.all(noise.state[1:] != 0)
+
+
+def test_replay_ring_buffer_overwrites_the_oldest() -> None:
+    buffer = ReplayBuffer(5, (2,), (1,), torch.device("cpu"))
+    for i in range(7):
+        buffer.add(np.full((1, 2), i), np.full((1, 1), i), np.array([i]), np.full((1, 2), i + 1),
+                   np.array([i == 3]), np.array([i == 4]))
+    assert len(buffer) == 5
+    assert sorted(buffer.rewards.tolist()) == [2, 3, 4, 5, 6]
+    assert buffer.obs.dtype == torch.float32 and buffer.rewards.dtype == torch.float32
+    assert buffer.terminated[buffer.rewards == 3].item() == 1.0 and buffer.truncated[buffer.rewards == 4].item() == 1.0
+    batch = buffer.sample(64)
+    torch.testing.assert_close(batch.next_obs, batch.obs + 1)
+
+
+def test_training_loop_stores_the_final_observation_at_time_limits(tiny_config, tmp_path: Path) -> None:
+    cfg = tiny_config("env=pendulum", "env.num_envs=2", "total_steps=440", "agent.learning_starts=10000",
+                      "eval.every=0", "checkpoint.every=0", "checkpoint.save_replay=true")
+    train(cfg, run_dir=tmp_path)
+    from rl_runner.checkpoint import latest_checkpoint, load_state
+
+    replay = load_state(latest_checkpoint(tmp_path / "checkpoints"), "replay")
+    obs, next_obs = replay["obs"].reshape(220, 2, 3), replay["next_obs"].reshape(220, 2, 3)
+    truncated = replay["truncated"].reshape(220, 2)
+    assert truncated[199].tolist() == [1.0, 1.0] and truncated.sum() == 2
+    assert torch.equal(next_obs[:199], obs[1:200])
+    assert not torch.allclose(next_obs[199], obs[200])
+    # Pendulum's observation is (cos, sin, angular velocity): a real successor of the final state
+    assert torch.allclose(next_obs[199, :, 0] ** 2 + next_obs[199, :, 1] ** 2, torch.ones(2))
+
+
+def test_same_seed_gives_identical_losses(tiny_config, tmp_path: Path) -> None:
+    cfg = tiny_config("env=halfcheetah", "total_steps=400", "eval.every=0", "checkpoint.every=0")
+    train(cfg, run_dir=tmp_path / "a")
+    train(cfg, run_dir=tmp_path / "b")
+    first, second = read_scalars(tmp_path / "a" / "tb"), read_scalars(tmp_path / "b" / "tb")
+    for tag in ("loss/critic", "loss/actor", "q/mean", "train/episode_return"):
+        if tag in first:
+            assert first[tag] == second[tag]
+    assert len(first["loss/critic"]) >= 5
+    other = train(tiny_config("env=halfcheetah", "total_steps=400", "eval.every=0", "checkpoint.every=0", "seed=1"),
+                  run_dir=tmp_path / "c")
+    assert read_scalars(tmp_path / "c" / "tb")["loss/critic"] != first["loss/critic"]
+    assert other["step"] == 400
+
+
+@pytest.mark.slow
+def test_ddpg_learns_pendulum(tiny_config, tmp_path: Path) -> None:
+    """Random policies score about -1200 on Pendulum-v1; a learned swing-up scores above -400."""
+    cfg = tiny_config("env=pendulum", "net.hidden=64", "agent.batch_size=128", "agent.alpha=1e-3", "agent.beta=1e-3",
+                      "agent.learning_starts=1000", "total_steps=10000", "eval.every=0", "eval.episodes=10",
+                      "checkpoint.every=0", "log.every=1000")
+    summary = train(cfg, run_dir=tmp_path)
+    assert summary["eval/return_mean"] > -400, summary
