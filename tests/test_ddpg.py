@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rl_runner.agents.common import soft_update
+from rl_runner.agents.common import SoftUpdate
 from rl_runner.agents.ddpg import DDPG, OrnsteinUhlenbeckNoise
 from rl_runner.buffers import ReplayBuffer
 from rl_runner.train import train
@@ -46,7 +46,7 @@ def test_actor_respects_the_env_action_bounds(tiny_config) -> None:
 def test_soft_update_matches_the_formula() -> None:
     online, target = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
     expected = {k: 0.9 * target.state_dict()[k] + 0.1 * v for k, v in online.state_dict().items()}
-    soft_update(target, online, 0.1)
+    SoftUpdate(target, online, 0.1)()
     for key, value in target.state_dict().items():
         torch.testing.assert_close(value, expected[key])
 
@@ -106,9 +106,12 @@ def test_replay_ring_buffer_overwrites_the_oldest() -> None:
         buffer.add(np.full((1, 2), i), np.full((1, 1), i), np.array([i]), np.full((1, 2), i + 1),
                    np.array([i == 3]), np.array([i == 4]))
     assert len(buffer) == 5
-    assert sorted(buffer.rewards.tolist()) == [2, 3, 4, 5, 6]
-    assert buffer.obs.dtype == torch.float32 and buffer.rewards.dtype == torch.float32
-    assert buffer.terminated[buffer.rewards == 3].item() == 1.0 and buffer.truncated[buffer.rewards == 4].item() == 1.0
+    stored = buffer.stored()
+    assert sorted(stored.rewards.tolist()) == [2, 3, 4, 5, 6]
+    assert all(field.dtype == torch.float32 for field in stored)
+    assert stored.obs.shape == (5, 2) and stored.actions.shape == (5, 1) and stored.rewards.shape == (5,)
+    assert stored.terminated[stored.rewards == 3].item() == 1.0 and stored.truncated[stored.rewards == 4].item() == 1.0
+    assert stored.terminated.sum() == 1 and stored.truncated.sum() == 1
     batch = buffer.sample(64)
     torch.testing.assert_close(batch.next_obs, batch.obs + 1)
 
@@ -119,9 +122,11 @@ def test_training_loop_stores_the_final_observation_at_time_limits(tiny_config, 
     train(cfg, run_dir=tmp_path)
     from rl_runner.checkpoint import latest_checkpoint, load_state
 
-    replay = load_state(latest_checkpoint(tmp_path / "checkpoints"), "replay")
-    obs, next_obs = replay["obs"].reshape(220, 2, 3), replay["next_obs"].reshape(220, 2, 3)
-    truncated = replay["truncated"].reshape(220, 2)
+    replay = ReplayBuffer(10000, (3,), (1,), torch.device("cpu"))
+    replay.load_state_dict(load_state(latest_checkpoint(tmp_path / "checkpoints"), "replay"))
+    stored = replay.stored()
+    obs, next_obs = stored.obs.reshape(220, 2, 3), stored.next_obs.reshape(220, 2, 3)
+    truncated = stored.truncated.reshape(220, 2)
     assert truncated[199].tolist() == [1.0, 1.0] and truncated.sum() == 2
     assert torch.equal(next_obs[:199], obs[1:200])
     assert not torch.allclose(next_obs[199], obs[200])

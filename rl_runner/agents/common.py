@@ -18,12 +18,19 @@ def make_target(online: nn.Module) -> nn.Module:
     return target
 
 
-@torch.no_grad()
-def soft_update(target: nn.Module, online: nn.Module, tau: float) -> None:
-    """target <- (1 - tau) * target + tau * online, for parameters and float buffers (norm statistics)."""
-    target_tensors = [t for t in (*target.parameters(), *target.buffers()) if t.is_floating_point()]
-    online_tensors = [t for t in (*online.parameters(), *online.buffers()) if t.is_floating_point()]
-    torch._foreach_lerp_(target_tensors, online_tensors, tau)
+class SoftUpdate:
+    """target <- (1 - tau) * target + tau * online, for parameters and float buffers (norm statistics),
+    as one fused call over tensor lists gathered once (walking the modules every step costs more than
+    the arithmetic for small networks)."""
+
+    def __init__(self, target: nn.Module, online: nn.Module, tau: float) -> None:
+        self.target_tensors = [t for t in (*target.parameters(), *target.buffers()) if t.is_floating_point()]
+        self.online_tensors = [t for t in (*online.parameters(), *online.buffers()) if t.is_floating_point()]
+        self.tau = tau
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        torch._foreach_lerp_(self.target_tensors, self.online_tensors, self.tau)
 
 
 def make_adam(params: Iterable[nn.Parameter], lr: float, device: torch.device) -> torch.optim.Adam:

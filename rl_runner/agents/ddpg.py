@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from omegaconf import DictConfig
 
-from rl_runner.agents.common import gradient_step, has_batch_norm, make_adam, make_target, soft_update
+from rl_runner.agents.common import SoftUpdate, gradient_step, has_batch_norm, make_adam, make_target
 from rl_runner.buffers import ReplayBuffer
 from rl_runner.checkpoint import Stateful
 from rl_runner.config import ExplorationNoise
@@ -119,6 +119,7 @@ class DDPG:
         self.critic.to(device)
         self.target_actor = make_target(self.actor)
         self.target_critic = make_target(self.critic)
+        self.update_targets = [SoftUpdate(self.target_actor, self.actor, self.tau), SoftUpdate(self.target_critic, self.critic, self.tau)]
         self.actor_params = list(self.actor.parameters())
         self.critic_params = list(self.critic.parameters())
         self.actor_optimizer = make_adam(self.actor_params, cfg.alpha, device)
@@ -161,8 +162,8 @@ class DDPG:
         actor_loss = -self.critic(batch.obs, self.actor(batch.obs)).mean()
         gradient_step(self.actor_optimizer, self.actor_params, actor_loss)
 
-        soft_update(self.target_actor, self.actor, self.tau)
-        soft_update(self.target_critic, self.critic, self.tau)
+        for soft_update in self.update_targets:
+            soft_update()
         return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "q/mean": q.detach().mean()}
 
     def state_groups(self) -> dict[str, Stateful]:

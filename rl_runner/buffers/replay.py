@@ -1,4 +1,4 @@
-"""Uniform replay: a preallocated ring buffer of tensors that lives on the training device."""
+"""Uniform replay: a preallocated ring buffer that lives on the training device."""
 
 from __future__ import annotations
 
@@ -17,32 +17,29 @@ class TransitionBatch(NamedTuple):
     truncated: torch.Tensor  # [B] 1.0 where a time limit cut the episode (still bootstraps)
 
 
-class ReplayBuffer:
-    """Stores transitions from ``num_envs`` parallel envs; overwrites the oldest once full.
+FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
 
-    Terminations and truncations are kept apart: a time-limit truncation is not a terminal state, so the
-    TD target still bootstraps from ``next_obs`` there (``next_obs`` is the real final observation).
+
+class ReplayBuffer:
+    """Float32 transitions from ``num_envs`` parallel envs; overwrites the oldest once full.
+
+    All fields of a transition sit in one row of a single [capacity, width] tensor, so sampling a batch
+    is one gather instead of one per field. Terminations and truncations are kept apart: a time-limit
+    truncation is not a terminal state, so the TD target still bootstraps from ``next_obs`` there
+    (``next_obs`` is the real final observation).
     """
 
-    def __init__(
-        self,
-        capacity: int,
-        obs_shape: tuple[int, ...],
-        action_shape: tuple[int, ...],
-        device: torch.device,
-        obs_dtype: torch.dtype = torch.float32,
-        action_dtype: torch.dtype = torch.float32,
-    ) -> None:
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], device: torch.device) -> None:
         if capacity < 1:
             raise ValueError(f"buffer_size must be positive, got {capacity}")
         self.capacity = capacity
         self.device = device
-        self.obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=device)
-        self.next_obs = torch.zeros((capacity, *obs_shape), dtype=obs_dtype, device=device)
-        self.actions = torch.zeros((capacity, *action_shape), dtype=action_dtype, device=device)
-        self.rewards = torch.zeros(capacity, dtype=torch.float32, device=device)
-        self.terminated = torch.zeros(capacity, dtype=torch.float32, device=device)
-        self.truncated = torch.zeros(capacity, dtype=torch.float32, device=device)
+        self.shapes = {"obs": tuple(obs_shape), "actions": tuple(action_shape), "rewards": (), "next_obs": tuple(obs_shape),
+                       "terminated": (), "truncated": ()}
+        widths = [int(np.prod(self.shapes[name])) for name in FIELDS]
+        bounds = np.cumsum([0, *widths])
+        self.columns = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(FIELDS)}
+        self.storage = torch.zeros((capacity, int(bounds[-1])), dtype=torch.float32, device=device)
         self.position = 0
         self.size = 0
 
@@ -60,50 +57,37 @@ class ReplayBuffer:
     ) -> None:
         """Add one transition per env; every argument has a leading [num_envs] axis."""
         count = len(rewards)
+        rows = np.concatenate(
+            [np.asarray(values, dtype=np.float32).reshape(count, -1)
+             for values in (obs, actions, rewards, next_obs, terminated, truncated)],
+            axis=1,
+        )
         slots = (self.position + np.arange(count)) % self.capacity
-        index = torch.from_numpy(slots).to(self.device)
-        for storage, values in (
-            (self.obs, obs),
-            (self.actions, actions),
-            (self.rewards, rewards),
-            (self.next_obs, next_obs),
-            (self.terminated, terminated),
-            (self.truncated, truncated),
-        ):
-            storage[index] = torch.as_tensor(np.asarray(values), dtype=storage.dtype).to(self.device, non_blocking=True)
+        self.storage[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(rows).to(self.device)
         self.position = int((self.position + count) % self.capacity)
         self.size = min(self.size + count, self.capacity)
 
+    def _unpack(self, rows: torch.Tensor) -> TransitionBatch:
+        count = rows.shape[0]
+        return TransitionBatch(*(rows[:, self.columns[name]].reshape(count, *self.shapes[name]) for name in FIELDS))
+
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TransitionBatch:
         index = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return TransitionBatch(
-            self.obs[index],
-            self.actions[index],
-            self.rewards[index],
-            self.next_obs[index],
-            self.terminated[index],
-            self.truncated[index],
-        )
+        return self._unpack(self.storage[index])
+
+    def stored(self) -> TransitionBatch:
+        """Every stored transition, in slot order (oldest first only until the buffer wraps)."""
+        return self._unpack(self.storage[: self.size])
 
     def state_dict(self) -> dict:
-        stored = slice(0, self.size)
-        return {
-            "capacity": self.capacity,
-            "position": self.position,
-            "size": self.size,
-            "obs": self.obs[stored].cpu(),
-            "next_obs": self.next_obs[stored].cpu(),
-            "actions": self.actions[stored].cpu(),
-            "rewards": self.rewards[stored].cpu(),
-            "terminated": self.terminated[stored].cpu(),
-            "truncated": self.truncated[stored].cpu(),
-        }
+        return {"capacity": self.capacity, "position": self.position, "size": self.size,
+                "storage": self.storage[: self.size].cpu()}
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:
             raise ValueError(f"saved replay holds {state['capacity']} transitions, this run's buffer_size is {self.capacity}")
-        size = state["size"]
-        for name in ("obs", "next_obs", "actions", "rewards", "terminated", "truncated"):
-            getattr(self, name)[:size] = state[name].to(self.device)
+        if state["storage"].shape[1] != self.storage.shape[1]:
+            raise ValueError("saved replay has transitions of another shape than this env's")
+        self.storage[: state["size"]] = state["storage"].to(self.device)
         self.position = state["position"]
-        self.size = size
+        self.size = state["size"]
