@@ -174,7 +174,7 @@ def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) 
     run_dir = tmp_path / "run"
     args = ["env=halfcheetah", "device=cpu", "progress=false", "net.hidden=32", "agent.batch_size=32",
             "agent.learning_starts=200", "total_steps=200000", "checkpoint.every=100000", "eval.every=0",
-            "log.every=100", f"hydra.run.dir={run_dir}"]
+            "log.every=100", "env.max_episode_steps=200", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not any((run_dir / "tb").glob("events*")):

@@ -1,0 +1,87 @@
+"""Run-level behaviour: cadence with parallel envs, devices, sweeps and the progress bar."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+import pytest
+import torch
+
+from rl_runner.runtime import resolve_device
+from rl_runner.train import train
+from tests.conftest import REPO_ROOT, cli, read_scalars
+
+
+@pytest.mark.parametrize(("num_envs", "updates_per_step", "expected_updates"), [(1, 1.0, 201), (4, 0.5, 102), (2, 0.25, 51)])
+def test_update_cadence_counts_transitions_over_parallel_envs(tiny_config, tmp_path: Path, num_envs: int,
+                                                              updates_per_step: float, expected_updates: int) -> None:
+    cfg = tiny_config("env=pendulum", f"env.num_envs={num_envs}", f"agent.updates_per_step={updates_per_step}",
+                      "total_steps=300", "eval.every=0", "checkpoint.every=0")
+    summary = train(cfg, run_dir=tmp_path)
+    assert summary["step"] == 300
+    assert summary["updates"] == pytest.approx(expected_updates, abs=2)
+    assert summary["episodes"] == (300 // num_envs // 200) * num_envs  # Pendulum episodes last 200 steps
+    assert read_scalars(tmp_path / "tb")["charts/updates"][-1][1] == pytest.approx(expected_updates, abs=2)
+
+
+def test_device_choice() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_cuda_keeps_networks_and_replay_on_the_gpu(tiny_config, tmp_path: Path) -> None:
+    summary = train(tiny_config("env=halfcheetah", "device=cuda", "env.max_episode_steps=100"), run_dir=tmp_path)
+    assert summary["step"] == 300
+    from rl_runner.checkpoint import latest_checkpoint, load_state
+
+    assert load_state(latest_checkpoint(tmp_path / "checkpoints"), "actor")  # saved tensors load on the CPU
+
+
+def test_sweep_runs_every_combination(tmp_path: Path) -> None:
+    result = subprocess.run(
+        cli("-m", "env=pendulum", "seed=0,1", "agent.tau=0.005,0.01", "device=cpu", "progress=false",
+            "net.hidden=16", "agent.batch_size=16", "agent.learning_starts=50", "total_steps=100", "eval.every=0",
+            "eval.episodes=0", "checkpoint.every=0", "log.every=50", f"hydra.sweep.dir={tmp_path}"),
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.parent for p in tmp_path.glob("*/tb"))
+    assert len(runs) == 4
+    assert {"loss/critic", "charts/sps"} <= set(read_scalars(runs[0] / "tb"))
+    assert any("agent.tau=0.01" in run.name and "seed=1" in run.name for run in runs)
+
+
+def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
+    args = ["env=pendulum", "device=cpu", "net.hidden=16", "agent.batch_size=16", "agent.learning_starts=50",
+            "total_steps=400", "eval.every=0", "eval.episodes=0", "checkpoint.every=0", "log.every=100"]
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
+    process = subprocess.Popen(cli(*args, f"hydra.run.dir={tmp_path / 'tty'}"), cwd=REPO_ROOT, stdout=follower,
+                               stderr=subprocess.DEVNULL)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    assert process.wait(timeout=120) == 0
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert "400/400" in terminal and "step/s" in terminal
+    piped = subprocess.run(cli(*args, f"hydra.run.dir={tmp_path / 'pipe'}"), cwd=REPO_ROOT, capture_output=True,
+                           text=True, timeout=120)
+    assert "400/400" not in piped.stdout and "rl-train: done" in piped.stdout
