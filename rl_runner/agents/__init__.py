@@ -1,8 +1,8 @@
-"""Agent registry: ``agent.name`` -> the class that implements it, imported only when used."""
+"""Agent registry: ``agent.name`` -> the class that implements it."""
 
 from __future__ import annotations
 
-import importlib
+from rl_runner.registry import resolve_entry
 
 AGENT_CLASSES = {
     "ddpg": "rl_runner.agents.ddpg:DDPG",
@@ -10,7 +10,4 @@ AGENT_CLASSES = {
 
 
 def agent_class(name: str) -> type:
-    if name not in AGENT_CLASSES:
-        raise ValueError(f"unknown agent.name={name!r}; known agents: {', '.join(sorted(AGENT_CLASSES))}")
-    module_name, class_name = AGENT_CLASSES[name].split(":")
-    return getattr(importlib.import_module(module_name), class_name)
+    return resolve_entry(AGENT_CLASSES, name, "agent.name")

@@ -19,14 +19,14 @@ from omegaconf import DictConfig
 from rl_runner.agents.common import SoftUpdate, gradient_step, has_batch_norm, make_adam, make_target
 from rl_runner.buffers import ReplayBuffer
 from rl_runner.checkpoint import Stateful
-from rl_runner.config import ExplorationNoise
-from rl_runner.networks import NetSpec, build_mlp, resolve_net_spec
+from rl_runner.config import ExplorationNoise, NetConfig
+from rl_runner.networks import build_mlp, resolve_net_spec
 
 
 class DeterministicActor(nn.Module):
     """mu(s): an MLP with a tanh output rescaled to the env's action bounds."""
 
-    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, spec: NetSpec) -> None:
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, spec: NetConfig) -> None:
         super().__init__()
         self.body = build_mlp(obs_dim, len(action_low), spec)
         low = torch.as_tensor(action_low, dtype=torch.float32)
@@ -41,7 +41,7 @@ class DeterministicActor(nn.Module):
 class QCritic(nn.Module):
     """Q(s, a): an MLP on the concatenated observation and action."""
 
-    def __init__(self, obs_dim: int, action_dim: int, spec: NetSpec) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, spec: NetConfig) -> None:
         super().__init__()
         self.body = build_mlp(obs_dim + action_dim, 1, spec)
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import fields
 
 import torch.nn as nn
 from omegaconf import DictConfig
 
-from rl_runner.config import Activation, Init, Norm
+from rl_runner.config import Activation, NetConfig, Norm
 from rl_runner.networks.init import initialise_linear
+
+NET_FIELDS = tuple(f.name for f in fields(NetConfig))
 
 ACTIVATIONS = {
     Activation.relu: nn.ReLU,
@@ -20,27 +22,18 @@ ACTIVATIONS = {
 }
 
 
-@dataclass(frozen=True)
-class NetSpec:
-    hidden: int = 256
-    depth: int = 2
-    norm: Norm = Norm.none
-    init: Init = Init.default
-    activation: Activation = Activation.relu
-
-
-def resolve_net_spec(shared: DictConfig, override: DictConfig | None = None) -> NetSpec:
-    """The shared ``net`` group with the non-null fields of a per-network override on top."""
-    values = {key: shared[key] for key in ("hidden", "depth", "norm", "init", "activation")}
+def resolve_net_spec(shared: DictConfig, override: DictConfig | None = None) -> NetConfig:
+    """The shared ``net`` group with the non-null fields of a per-network override on top, as plain values."""
+    values = {key: shared[key] for key in NET_FIELDS}
     if override is not None:
         values.update({key: value for key, value in override.items() if value is not None})
-    spec = NetSpec(**values)
+    spec = NetConfig(**values)
     if spec.hidden < 1 or spec.depth < 0:
         raise ValueError(f"net needs hidden >= 1 and depth >= 0, got hidden={spec.hidden} depth={spec.depth}")
     return spec
 
 
-def build_mlp(in_features: int, out_features: int, spec: NetSpec) -> nn.Sequential:
+def build_mlp(in_features: int, out_features: int, spec: NetConfig) -> nn.Sequential:
     """Linear -> [norm] -> activation, ``depth`` times, then a plain linear output layer."""
     layers: list[nn.Module] = []
     width = in_features

@@ -1,13 +1,17 @@
-"""Runner registry: ``agent.runner`` -> the loop that drives that kind of agent."""
+"""Runner registry: ``agent.runner`` -> the loop that drives that kind of agent.
+
+A runner is ``run(cfg, run_dir, device, resume_from) -> summary dict``.
+"""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Callable
 
 import torch
 from omegaconf import DictConfig
+
+from rl_runner.registry import resolve_entry
 
 RunnerFunction = Callable[[DictConfig, Path, torch.device, "Path | None"], dict]
 
@@ -17,7 +21,4 @@ RUNNERS = {
 
 
 def runner_function(name: str) -> RunnerFunction:
-    if name not in RUNNERS:
-        raise ValueError(f"unknown agent.runner={name!r}; known runners: {', '.join(sorted(RUNNERS))}")
-    module_name, function_name = RUNNERS[name].split(":")
-    return getattr(importlib.import_module(module_name), function_name)
+    return resolve_entry(RUNNERS, name, "agent.runner")
