@@ -93,4 +93,8 @@ def load_state(checkpoint: Path, name: str, map_location: str | torch.device = "
 def load_into(checkpoint: Path, groups: Mapping[str, Stateful], map_location: str | torch.device) -> None:
     """Load every state group (``actor.pt`` into ``groups["actor"]``, ...) from one checkpoint."""
     for name, target in groups.items():
-        target.load_state_dict(load_state(checkpoint, name, map_location))
+        try:
+            target.load_state_dict(load_state(checkpoint, name, map_location))
+        except (RuntimeError, ValueError, KeyError) as error:  # e.g. a resume with other layer sizes
+            detail = " ".join(str(error).split())[:400] or type(error).__name__
+            raise CheckpointError(f"{checkpoint / (name + '.pt')} does not fit this run's {name}: {detail}") from error

@@ -103,6 +103,12 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tiny_config, tmp_path: Pat
         train(tiny_config("env=pendulum", f"resume={tmp_path}"), run_dir=tmp_path)
 
 
+def test_resume_with_other_layer_sizes_names_the_mismatch(tiny_config, tmp_path: Path) -> None:
+    train(tiny_config("env=pendulum", "total_steps=150", "eval.every=0"), run_dir=tmp_path)
+    with pytest.raises(CheckpointError, match=r"actor.pt does not fit this run's actor.*size mismatch"):
+        train(tiny_config("env=pendulum", "total_steps=300", "net.hidden=64", f"resume={tmp_path}"), run_dir=tmp_path)
+
+
 def test_corrupt_checkpoint_file_is_named_in_the_error(tmp_path: Path) -> None:
     save_checkpoint(tmp_path, 5, {"actor": {"w": torch.ones(3)}}, keep=2)
     (tmp_path / "step_000000000005" / "actor.pt").write_bytes(b"not a checkpoint")

@@ -14,7 +14,7 @@ from rl_runner.networks.init import FANIN_FINAL_LAYER_BOUND
 from rl_runner.train import CONF_DIR, ConfigError, check_compatibility, validate_overrides
 from tests.conftest import REPO_ROOT, cli, compose_config
 
-GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) for group in ("agent", "env", "net")}
+GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) for group in ("agent", "env", "net", "experiment")}
 
 
 @pytest.mark.parametrize("env", GROUPS["env"])
@@ -32,6 +32,13 @@ def test_every_agent_env_pair_composes_and_incompatible_pairs_say_why(agent: str
 @pytest.mark.parametrize("net", GROUPS["net"])
 def test_every_net_option_composes(net: str) -> None:
     assert compose_config([f"net={net}"]).net.hidden > 0
+
+
+@pytest.mark.parametrize("experiment", GROUPS["experiment"])
+def test_every_experiment_preset_composes_into_a_runnable_pair(experiment: str) -> None:
+    cfg = compose_config([f"experiment={experiment}", "total_steps=123"])
+    check_compatibility(cfg)
+    assert cfg.total_steps == 123  # the command line still wins over a preset
 
 
 def test_defaults_are_ddpg_on_halfcheetah_with_cleanrl_settings() -> None:

@@ -15,7 +15,7 @@ from rl_runner.agents.common import SoftUpdate
 from rl_runner.agents.ddpg import DDPG, OrnsteinUhlenbeckNoise
 from rl_runner.buffers import ReplayBuffer
 from rl_runner.train import train
-from tests.conftest import read_scalars
+from tests.conftest import compose_config, read_scalars
 
 
 def make_agent(cfg, env_id: str = "Pendulum-v1") -> DDPG:
@@ -150,10 +150,10 @@ def test_same_seed_gives_identical_losses(tiny_config, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_ddpg_learns_pendulum(tiny_config, tmp_path: Path) -> None:
+def test_ddpg_learns_pendulum(tmp_path: Path) -> None:
     """Random policies score about -1200 on Pendulum-v1; a learned swing-up scores above -400."""
-    cfg = tiny_config("env=pendulum", "net.hidden=64", "agent.batch_size=128", "agent.alpha=1e-3", "agent.beta=1e-3",
-                      "agent.learning_starts=1000", "total_steps=10000", "eval.every=0", "eval.episodes=10",
-                      "checkpoint.every=0", "log.every=1000")
+    cfg = compose_config(["experiment=ddpg_pendulum", "device=cpu", "progress=false", "eval.every=0",
+                          "checkpoint.every=0"])
     summary = train(cfg, run_dir=tmp_path)
+    assert summary["step"] == 10000
     assert summary["eval/return_mean"] > -400, summary
