@@ -56,8 +56,11 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
             file.flush()
             os.fsync(file.fileno())
     _fsync_directory(temporary)
-    if final.exists():  # a save for the same step (e.g. interrupt right after a periodic save) replaces it
-        shutil.rmtree(final)
+    replaced = None
+    if final.exists():  # a second save for the same step: move the old one aside (still complete) first
+        replaced = root / f"{TEMPORARY_PREFIX}replaced-{final.name}"
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.rename(final, replaced)
     os.rename(temporary, final)
     _fsync_directory(root)
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:

@@ -97,6 +97,7 @@ class OffPolicyAgentConfig(AgentConfig):
     buffer_size: int = 1_000_000
     learning_starts: int = 10_000  # environment transitions of uniform random actions before learning
     updates_per_step: float = 1.0  # gradient updates per environment transition; fractions allowed
+    compile: bool = False  # torch.compile the loss computations (slower on small CPU nets; meant for GPUs)
 
 
 @dataclass

@@ -64,10 +64,10 @@ class RunLogger:
         if summary:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in summary.items()}, refresh=False)
 
-    def hparams(self, cfg: DictConfig, final_metrics: Mapping[str, float]) -> None:
+    def hparams(self, cfg: DictConfig, final_metrics: Mapping[str, float], step: int) -> None:
         flat = flatten_config(cfg)
         metrics = {f"final/{k}": v for k, v in final_metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
-        self.writer.add_hparams(flat, metrics, run_name=".")
+        self.writer.add_hparams(flat, metrics, run_name=".", global_step=step)
 
     def close(self) -> None:
         if self.bar is not None:

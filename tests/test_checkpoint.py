@@ -76,25 +76,40 @@ def test_save_then_load_restores_all_networks_and_optimizers(tiny_config, tmp_pa
     assert not torch.equal(fresh.actor.body[0].weight, fresh.target_actor.body[0].weight)  # targets lag behind
 
 
-@pytest.mark.parametrize("env", ["pendulum", "halfcheetah"])
-def test_resumed_run_continues_exactly(tiny_config, tmp_path: Path, env: str) -> None:
-    """Run 400 steps straight, or 200 then resume to 400: the same losses, returns and parameters."""
+@pytest.mark.parametrize(
+    ("env", "stop_at", "extra"),
+    [
+        ("pendulum", 200, []),
+        ("halfcheetah", 200, []),
+        ("halfcheetah", 230, ["agent.noise=ou"]),  # off the log/checkpoint grid, correlated noise state
+        ("pendulum", 230, ["env.num_envs=2"]),
+    ],
+)
+def test_resumed_run_continues_exactly(tiny_config, tmp_path: Path, env: str, stop_at: int, extra: list[str]) -> None:
+    """Run 400 steps straight, or stop and resume to 400: the same losses, returns, parameters, optimizer
+    moments and noise state."""
     overrides = [f"env={env}", "checkpoint.save_replay=true", "checkpoint.every=200", "eval.every=0",
-                 "env.max_episode_steps=120"]
+                 "env.max_episode_steps=120", *extra]
     straight = tmp_path / "straight"
-    train(tiny_config(*overrides, "total_steps=400"), run_dir=straight)
+    reference = train(tiny_config(*overrides, "total_steps=400"), run_dir=straight)
     interrupted = tmp_path / "interrupted"
-    train(tiny_config(*overrides, "total_steps=200"), run_dir=interrupted)
+    train(tiny_config(*overrides, f"total_steps={stop_at}"), run_dir=interrupted)
     time.sleep(1.1)  # TensorBoard orders event files by name, whose first field is the creation second
     summary = train(tiny_config(*overrides, "total_steps=400", f"resume={interrupted}"), run_dir=interrupted)
-    assert summary["step"] == 400 and summary["updates"] == 301
+    assert (summary["step"], summary["updates"], summary["episodes"]) == (400, reference["updates"], reference["episodes"])
 
     a, b = read_scalars(straight / "tb"), read_scalars(interrupted / "tb")
-    for tag in ("loss/critic", "loss/actor", "q/mean", "train/episode_return", "train/episode_length"):
-        assert [s for s, _ in a[tag]] == [s for s, _ in b[tag]], f"{tag}: duplicated or missing steps"
+    for tag in ("train/episode_return", "train/episode_length"):
         assert a[tag] == b[tag], tag
+    for tag in ("loss/critic", "loss/actor", "q/mean"):
+        steps_b = [s for s, _ in b[tag]]
+        assert steps_b == sorted(set(steps_b)), f"{tag}: duplicated steps"
+        # means over log intervals that the stop did not split are identical
+        after = [(s, v) for s, v in a[tag] if s >= stop_at + 50]
+        assert after and after == [(s, v) for s, v in b[tag] if s >= stop_at + 50], tag
     last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
-    for name in ("actor", "critic", "target_actor", "target_critic", "critic_optimizer"):
+    for name in ("actor", "critic", "target_actor", "target_critic", "actor_optimizer", "critic_optimizer",
+                 "exploration_noise", "replay"):
         assert_same_state(load_state(last_a, name), load_state(last_b, name))
 
 
@@ -114,6 +129,13 @@ def test_corrupt_checkpoint_file_is_named_in_the_error(tmp_path: Path) -> None:
     (tmp_path / "step_000000000005" / "actor.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="actor.pt"):
         load_state(tmp_path / "step_000000000005", "actor")
+
+
+def test_a_second_save_for_the_same_step_replaces_the_first(tmp_path: Path) -> None:
+    save_checkpoint(tmp_path, 10, {"progress": {"version": 1}}, keep=1)
+    save_checkpoint(tmp_path, 10, {"progress": {"version": 2}}, keep=1)
+    assert [p.name for p in tmp_path.iterdir()] == ["step_000000000010"]
+    assert load_state(latest_checkpoint(tmp_path), "progress") == {"version": 2}
 
 
 def test_keep_last_k_checkpoints(tmp_path: Path) -> None:

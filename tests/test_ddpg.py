@@ -57,9 +57,10 @@ def test_update_matches_a_hand_written_ddpg_step(tiny_config) -> None:
     torch.manual_seed(0)
     agent = make_agent(cfg)
     rng = np.random.default_rng(0)
-    for _ in range(40):
+    for _ in range(40):  # a mix of terminal, time-limit (must still bootstrap) and ordinary transitions
+        kind = rng.integers(3)
         agent.replay.add(rng.normal(size=(1, 3)), rng.uniform(-2, 2, (1, 1)), rng.normal(size=1),
-                         rng.normal(size=(1, 3)), rng.random(1) < 0.3, np.zeros(1, dtype=bool))
+                         rng.normal(size=(1, 3)), np.array([kind == 1]), np.array([kind == 2]))
     actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
     target_actor, target_critic = copy.deepcopy(agent.target_actor), copy.deepcopy(agent.target_critic)
     torch.manual_seed(1)
@@ -67,6 +68,7 @@ def test_update_matches_a_hand_written_ddpg_step(tiny_config) -> None:
 
     torch.manual_seed(1)
     batch = agent.replay.sample(agent.batch_size)
+    assert batch.terminated.sum() > 0 and batch.truncated.sum() > 0
     y = batch.rewards + 0.99 * (1 - batch.terminated) * target_critic(batch.next_obs, target_actor(batch.next_obs))
     critic_loss = F.mse_loss(critic(batch.obs, batch.actions), y.detach())
     critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.agent.beta)
@@ -127,11 +129,51 @@ def test_training_loop_stores_the_final_observation_at_time_limits(tiny_config, 
     stored = replay.stored()
     obs, next_obs = stored.obs.reshape(220, 2, 3), stored.next_obs.reshape(220, 2, 3)
     truncated = stored.truncated.reshape(220, 2)
-    assert truncated[199].tolist() == [1.0, 1.0] and truncated.sum() == 2
+    assert truncated[199].tolist() == [1.0, 1.0] and truncated.sum() == 2 and stored.terminated.sum() == 0
     assert torch.equal(next_obs[:199], obs[1:200])
     assert not torch.allclose(next_obs[199], obs[200])
     # Pendulum's observation is (cos, sin, angular velocity): a real successor of the final state
     assert torch.allclose(next_obs[199, :, 0] ** 2 + next_obs[199, :, 1] ** 2, torch.ones(2))
+
+
+def test_training_loop_marks_real_terminations_as_terminal(tiny_config, tmp_path: Path) -> None:
+    """Hopper falls over under random actions: those transitions are terminal, not truncated, and carry
+    the fallen state as next_obs."""
+    cfg = tiny_config("env=halfcheetah", "env.id=Hopper-v5", "total_steps=300", "agent.learning_starts=10000",
+                      "eval.every=0", "eval.episodes=0", "checkpoint.every=0", "checkpoint.save_replay=true")
+    summary = train(cfg, run_dir=tmp_path)
+    from rl_runner.checkpoint import latest_checkpoint, load_state
+
+    replay = ReplayBuffer(10000, (11,), (3,), torch.device("cpu"))
+    replay.load_state_dict(load_state(latest_checkpoint(tmp_path / "checkpoints"), "replay"))
+    stored = replay.stored()
+    ends = torch.nonzero(stored.terminated).flatten().tolist()
+    assert len(ends) == summary["episodes"] > 0 and stored.truncated.sum() == 0
+    for end in ends[:-1]:
+        assert torch.equal(stored.next_obs[end - 1], stored.obs[end])  # chained up to the fall
+        assert not torch.equal(stored.next_obs[end], stored.obs[end + 1])  # the next row starts a new episode
+
+
+@pytest.mark.slow
+def test_compiled_losses_match_eager(tiny_config) -> None:
+    eager, compiled = make_agent(tiny_config("env=pendulum")), make_agent(tiny_config("env=pendulum", "agent.compile=true"))
+    compiled.actor.load_state_dict(eager.actor.state_dict())
+    compiled.critic.load_state_dict(eager.critic.state_dict())
+    compiled.target_actor.load_state_dict(eager.target_actor.state_dict())
+    compiled.target_critic.load_state_dict(eager.target_critic.state_dict())
+    rng = np.random.default_rng(0)
+    for agent in (eager, compiled):
+        for _ in range(64):
+            agent.replay.add(rng.normal(size=(1, 3)), rng.uniform(-2, 2, (1, 1)), rng.normal(size=1),
+                             rng.normal(size=(1, 3)), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
+        rng = np.random.default_rng(0)
+    for step in range(3):
+        torch.manual_seed(step)
+        expected = eager.update()
+        torch.manual_seed(step)
+        got = compiled.update()
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=1e-4, atol=1e-5)
 
 
 def test_same_seed_gives_identical_losses(tiny_config, tmp_path: Path) -> None:

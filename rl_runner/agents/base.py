@@ -14,6 +14,8 @@ class Replay(Stateful, Protocol):
     """The agent's replay memory. The runner fills it; the agent samples from it in ``update``, so a
     prioritized, n-step or episode-sequence replay needs nothing from the runner."""
 
+    capacity: int
+
     def __len__(self) -> int: ...
 
     def add(
@@ -41,11 +43,13 @@ class OffPolicyAgent(Agent, Protocol):
     device: torch.device
 
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        """Actions for a [num_envs, ...] batch of observations."""
+        """Actions for a [num_envs, ...] batch of observations. ``explore=False`` is evaluation: no
+        exploration, and per-episode state (e.g. a recurrent state) separate from the training envs'."""
         ...
 
-    def reset(self, done: np.ndarray) -> None:
-        """Episodes ended where ``done`` is true: reset per-episode state (noise, recurrent state)."""
+    def reset(self, done: np.ndarray, explore: bool = True) -> None:
+        """Episodes ended where ``done`` is true: reset the per-episode state (exploration noise, recurrent
+        state) of the training envs (``explore=True``) or of the evaluation episode (``explore=False``)."""
         ...
 
     def update(self) -> Mapping[str, torch.Tensor]:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from rl_runner.agents.common import SoftUpdate, gradient_step, has_batch_norm, make_adam, make_target
-from rl_runner.buffers import ReplayBuffer
+from rl_runner.buffers import ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
 from rl_runner.config import ExplorationNoise, NetConfig
 from rl_runner.networks import build_mlp, resolve_net_spec
@@ -133,6 +133,9 @@ class DDPG:
         self.action_low = torch.as_tensor(action_space.low, device=device)
         self.action_high = torch.as_tensor(action_space.high, device=device)
         self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, action_space.shape, device)
+        if cfg.compile:  # the losses' forward and backward become fused kernels; optimiser steps stay eager
+            self._critic_loss = torch.compile(self._critic_loss)
+            self._actor_loss = torch.compile(self._actor_loss)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
@@ -147,24 +150,29 @@ class DDPG:
             actions = torch.clamp(actions + self.noise.sample(len(obs_tensor)), self.action_low, self.action_high)
         return actions.cpu().numpy()
 
-    def reset(self, done: np.ndarray) -> None:
-        self.noise.reset(done)
+    def reset(self, done: np.ndarray, explore: bool = True) -> None:
+        if explore:  # evaluation is deterministic: no per-episode state
+            self.noise.reset(done)
 
-    def update(self) -> dict[str, torch.Tensor]:
-        batch = self.replay.sample(self.batch_size)
+    def _critic_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
             next_q = self.target_critic(batch.next_obs, self.target_actor(batch.next_obs))  # [B]
             td_target = batch.rewards + self.gamma * (1.0 - batch.terminated) * next_q  # [B]
         q = self.critic(batch.obs, batch.actions)  # [B]
-        critic_loss = F.mse_loss(q, td_target)
+        return F.mse_loss(q, td_target), q.detach().mean()
+
+    def _actor_loss(self, obs: torch.Tensor) -> torch.Tensor:
+        return -self.critic(obs, self.actor(obs)).mean()
+
+    def update(self) -> dict[str, torch.Tensor]:
+        batch = self.replay.sample(self.batch_size)
+        critic_loss, q_mean = self._critic_loss(batch)
         gradient_step(self.critic_optimizer, self.critic_params, critic_loss)
-
-        actor_loss = -self.critic(batch.obs, self.actor(batch.obs)).mean()
+        actor_loss = self._actor_loss(batch.obs)  # through the critic just updated
         gradient_step(self.actor_optimizer, self.actor_params, actor_loss)
-
         for soft_update in self.update_targets:
             soft_update()
-        return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "q/mean": q.detach().mean()}
+        return {"loss/critic": critic_loss.detach(), "loss/actor": actor_loss.detach(), "q/mean": q_mean}
 
     def state_groups(self) -> dict[str, Stateful]:
         return {

@@ -62,8 +62,12 @@ class ReplayBuffer:
              for values in (obs, actions, rewards, next_obs, terminated, truncated)],
             axis=1,
         )
-        slots = (self.position + np.arange(count)) % self.capacity
-        self.storage[torch.from_numpy(slots).to(self.device)] = torch.from_numpy(rows).to(self.device)
+        rows_on_device = torch.from_numpy(rows).to(self.device)
+        if self.position + count <= self.capacity:  # the common case: one contiguous slice, no index tensor
+            self.storage[self.position : self.position + count] = rows_on_device
+        else:
+            slots = (self.position + np.arange(count)) % self.capacity
+            self.storage[torch.from_numpy(slots).to(self.device)] = rows_on_device
         self.position = int((self.position + count) % self.capacity)
         self.size = min(self.size + count, self.capacity)
 
@@ -81,7 +85,7 @@ class ReplayBuffer:
 
     def state_dict(self) -> dict:
         return {"capacity": self.capacity, "position": self.position, "size": self.size,
-                "storage": self.storage[: self.size].cpu()}
+                "storage": self.storage[: self.size].cpu().clone()}  # clone: a CPU view would save the whole capacity
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from rl_runner.agents import agent_class
 from rl_runner.agents.base import OffPolicyAgent
-from rl_runner.checkpoint import latest_checkpoint, load_into, load_state, save_checkpoint
+from rl_runner.checkpoint import checkpoint_name, latest_checkpoint, load_into, load_state, save_checkpoint
 from rl_runner.envs import make_env, make_vector_env, restore_vector_env_state, vector_env_state
 from rl_runner.envs.state import UnsupportedEnvState
 from rl_runner.logging import MetricAccumulator, NonFiniteLossError, RunLogger
@@ -69,6 +69,7 @@ def evaluate_policy(
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
+            agent.reset(np.ones(1, dtype=bool), explore=False)
             done = False
             while not done:
                 if frames is not None and episode == 0:
@@ -173,12 +174,12 @@ class OffPolicyLoop:
         total_steps = int(cfg.total_steps)
         learning_starts = int(cfg.agent.learning_starts)
         updates_per_step = float(cfg.agent.updates_per_step)
-        batch_size = int(agent.batch_size)
+        # normally reached at learning_starts; after a resume without a saved replay, the buffer refills first
+        min_replay = min(max(int(agent.batch_size), learning_starts), agent.replay.capacity)
         log_every, eval_every, checkpoint_every = int(cfg.log.every), int(cfg.eval.every), int(cfg.checkpoint.every)
         action_space = envs.single_action_space
         metrics = MetricAccumulator()
         logger = RunLogger(self.tb_dir, total_steps, progress.step, show_progress=cfg.progress)
-        interrupted_by = None
         interval_start, interval_step = time.perf_counter(), progress.step
         try:
             with StopSignals() as signals:
@@ -204,7 +205,7 @@ class OffPolicyLoop:
                         self._finish_episodes(done, logger)
                         agent.reset(done)
 
-                    if progress.step >= learning_starts and len(agent.replay) >= batch_size:
+                    if progress.step >= learning_starts and len(agent.replay) >= min_replay:
                         progress.update_credit += self.num_envs * updates_per_step
                         while progress.update_credit >= 1.0:
                             metrics.add(agent.update())
@@ -223,14 +224,18 @@ class OffPolicyLoop:
                     if crossed(progress.step, previous_step, checkpoint_every):
                         self._flush(metrics, logger)
                         self.save()
+                # still inside the signal handler: a Ctrl-C during the final evaluation cannot skip the save
+                progress.train_seconds += time.perf_counter() - interval_start
+                self._flush(metrics, logger)
+                if signals.received is None and cfg.eval.episodes > 0 and progress.last_eval.get("step") != progress.step:
+                    self._evaluate(logger)
+                latest = latest_checkpoint(self.checkpoint_dir)
+                already_saved = latest is not None and latest.name == checkpoint_name(progress.step)
+                checkpoint = latest if already_saved else self.save()
                 interrupted_by = signals.received
-            progress.train_seconds += time.perf_counter() - interval_start
-            self._flush(metrics, logger)
-            if interrupted_by is None and cfg.eval.episodes > 0 and progress.last_eval.get("step") != progress.step:
-                self._evaluate(logger)
-            checkpoint = self.save()
             summary = self._summary(checkpoint, interrupted_by)
-            logger.hparams(cfg, summary)
+            if interrupted_by is None:  # a resumed run reports its hyperparameters once, when it finishes
+                logger.hparams(cfg, summary, progress.step)
             return summary
         except NonFiniteLossError as error:
             last_good = latest_checkpoint(self.checkpoint_dir)
