@@ -121,6 +121,12 @@ def validate_overrides(overrides: list[str]) -> None:
     """Compose the config for these overrides (each sweep value too); raise ConfigError on any problem."""
     from hydra import compose, initialize_config_dir
 
+    parser = OverridesParser.create()
+    for override in overrides:  # grammar of each, hydra.* included, so the message can name it
+        try:
+            parser.parse_overrides([override])
+        except HydraException as error:
+            raise ConfigError(f"cannot parse override {override!r}: {_first_line(error)} (quote values with '=' or ',')") from error
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     try:
         variants = _override_variants(own)

@@ -73,6 +73,7 @@ def test_overrides_from_the_brief_apply_with_their_types() -> None:
         ("total_steps=many", "total_steps"),
         ("device=tpu", "tpu"),
         ("env.num_envs=two", "env.num_envs"),
+        ("hydra.run.dir=out/a=b", "hydra.run.dir=out/a=b"),
     ],
 )
 def test_bad_overrides_fail_with_one_line_naming_the_problem(override: str, names: str) -> None:
