@@ -76,6 +76,15 @@ class RunLogger:
         self.writer.close()
 
 
+def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar of a run's TensorBoard directory, as {tag: [(step, value), ...]}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
 def flatten_config(cfg: DictConfig) -> dict[str, float | int | str | bool]:
     """Dotted keys with values TensorBoard's HParams tab accepts (lists become strings)."""
     flat: dict[str, float | int | str | bool] = {}

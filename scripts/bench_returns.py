@@ -35,7 +35,7 @@ def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> Path:
 
 
 def summarise(run_dir: Path) -> dict:
-    from tests.conftest import read_scalars
+    from rl_runner.logging import read_scalars
 
     scalars = read_scalars(run_dir / "tb")
     evaluations = scalars.get("eval/return_mean", [])

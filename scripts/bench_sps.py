@@ -5,7 +5,7 @@ per environment step, one env, CPU. Each round times the learning phase only (af
 steps) of each library back to back; the report gives per-round numbers, medians and the median ratio.
 
     python scripts/bench_sps.py --rounds 5 --steps 3000
-    python scripts/bench_sps.py --device cuda --matmul-precision high   # on a GPU machine
+    python scripts/bench_sps.py --device cuda [--matmul-precision high] [--compile]   # on a GPU machine
 """
 
 from __future__ import annotations
@@ -28,16 +28,17 @@ LOG_EVERY = 500
 UNTIMED_LEARNING_STEPS = LOG_EVERY  # both libraries skip their first learning steps before timing
 
 
-def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, seed: int) -> float:
+def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, compile_losses: bool, seed: int) -> float:
     from hydra import compose, initialize_config_dir
 
     from rl_runner.train import CONF_DIR, train
-    from tests.conftest import read_scalars
+    from rl_runner.logging import read_scalars
 
     overrides = [
         "agent=ddpg", "env=halfcheetah", f"device={device}", f"matmul_precision={precision}", f"seed={seed}",
         "progress=false", "net.hidden=256", "net.depth=2", "agent.batch_size=256", "agent.updates_per_step=1",
-        f"agent.learning_starts={warmup}", f"total_steps={warmup + steps}", "eval.every=0", "eval.episodes=0",
+        f"agent.learning_starts={warmup}", f"agent.compile={str(compile_losses).lower()}",
+        f"total_steps={warmup + steps}", "eval.every=0", "eval.episodes=0",
         "checkpoint.every=0", f"log.every={LOG_EVERY}",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="random-action steps before learning")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--matmul-precision", default="highest", choices=["highest", "high", "medium"])
+    parser.add_argument("--compile", action="store_true", help="agent.compile=true (torch.compile of the losses)")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -83,7 +85,9 @@ def main() -> None:
     loads = []
     for round_index in range(args.rounds):
         loads.append(os.getloadavg()[0])
-        results["rl_runner"].append(rl_runner_sps(args.steps, args.warmup, args.device, args.matmul_precision, round_index))
+        results["rl_runner"].append(
+            rl_runner_sps(args.steps, args.warmup, args.device, args.matmul_precision, args.compile, round_index)
+        )
         if not args.skip_sb3:
             results["stable_baselines3"].append(stable_baselines3_sps(args.steps, args.warmup, args.device, round_index))
         shown = {name: round(values[-1], 1) for name, values in results.items() if values}
@@ -92,6 +96,7 @@ def main() -> None:
     report = {
         "device": args.device,
         "matmul_precision": args.matmul_precision,
+        "compile": args.compile,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),

@@ -10,7 +10,6 @@ from typing import Callable
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_runner.train import CONF_DIR
 
@@ -46,12 +45,6 @@ def tiny_config() -> Callable[..., DictConfig]:
         return compose_config(TINY + list(overrides))
 
     return make
-
-
-def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
-    accumulator = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
-    accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
 def cli(*args: str) -> list[str]:

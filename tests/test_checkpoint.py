@@ -18,7 +18,8 @@ from rl_runner.agents.ddpg import DDPG
 from rl_runner.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_into, load_state, save_checkpoint
 from rl_runner.runners.off_policy import TrainingDiverged
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli, read_scalars
+from rl_runner.logging import read_scalars
+from tests.conftest import REPO_ROOT, cli
 
 AGENT_FILES = {"actor.pt", "critic.pt", "target_actor.pt", "target_critic.pt", "actor_optimizer.pt",
                "critic_optimizer.pt", "exploration_noise.pt", "progress.pt"}

@@ -15,7 +15,8 @@ from rl_runner.agents.common import SoftUpdate
 from rl_runner.agents.ddpg import DDPG, OrnsteinUhlenbeckNoise
 from rl_runner.buffers import ReplayBuffer
 from rl_runner.train import train
-from tests.conftest import compose_config, read_scalars
+from rl_runner.logging import read_scalars
+from tests.conftest import compose_config
 
 
 def make_agent(cfg, env_id: str = "Pendulum-v1") -> DDPG:

@@ -16,7 +16,8 @@ import torch
 
 from rl_runner.runtime import resolve_device
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli, read_scalars
+from rl_runner.logging import read_scalars
+from tests.conftest import REPO_ROOT, cli
 
 
 # learning starts at step 100: 201 single-env steps; 51 vector steps of 4 envs at 2 updates each;
