@@ -1,8 +1,9 @@
 """Config schemas, registered in Hydra's ConfigStore.
 
-Every YAML file under ``conf/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``, so Hydra checks each key
-and type against these dataclasses while composing: a typo or a wrong type fails before a run directory
-exists. Defaults live in the YAML files; the schemas hold types and the neutral defaults a new YAML inherits.
+Every YAML file under ``conf/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``, so Hydra
+checks each key and type against these dataclasses while composing: a typo or a wrong type fails before a
+run directory exists. Defaults live in the YAML files; the schemas hold types and the neutral defaults a
+new YAML inherits.
 
 Adding an agent: a dataclass below (``runner`` names the loop that drives it, ``action_spaces`` what it
 can act in), its ``cs.store`` line, ``conf/agent/<name>.yaml`` and ``rl_runner/agents/<name>.py``.

@@ -16,7 +16,13 @@ import numpy as np
 import yaml
 
 PROGRAM = "rl-eval"
-OPTIONS = {"episodes": int, "checkpoint": str, "video": lambda v: v.lower() in ("1", "true", "yes"), "device": str, "seed": int}
+OPTIONS = {
+    "episodes": int,
+    "checkpoint": str,
+    "video": lambda v: v.lower() in ("1", "true", "yes"),
+    "device": str,
+    "seed": int,
+}
 USAGE = f"usage: {PROGRAM} RUN_DIR [episodes=N] [checkpoint=step_...] [video=true] [device=auto|cpu|cuda] [seed=N]"
 
 
@@ -35,8 +41,14 @@ def parse_arguments(argv: list[str]) -> tuple[Path, dict]:
     return Path(argv[0]), options
 
 
-def evaluate_run(run_dir: Path, episodes: int = 10, checkpoint: str | None = None, video: bool = False,
-                 device: str = "auto", seed: int | None = None) -> dict:
+def evaluate_run(
+    run_dir: Path,
+    episodes: int = 10,
+    checkpoint: str | None = None,
+    video: bool = False,
+    device: str = "auto",
+    seed: int | None = None,
+) -> dict:
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before MuJoCo loads
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
     from hydra import compose, initialize_config_dir
@@ -61,17 +73,25 @@ def evaluate_run(run_dir: Path, episodes: int = 10, checkpoint: str | None = Non
     torch_device = resolve_device(device)
     env = make_env(cfg.env, render_mode="rgb_array" if video else None)
     try:
-        agent = agent_class(cfg.agent.name)(cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch_device)
+        agent = agent_class(cfg.agent.name)(
+            cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch_device
+        )
         load_into(path, agent.state_groups(), map_location=torch_device)
         frames: list[np.ndarray] = []
         base_seed = (cfg.seed + EVAL_SEED_OFFSET) if seed is None else seed
         returns = evaluate_policy(agent, env, episodes, base_seed, frames if video else None)
     finally:
         env.close()
-    result = {"checkpoint": str(path), "episodes": episodes,
-              "return_mean": float(np.mean(returns)), "return_std": float(np.std(returns))}
+    result = {
+        "checkpoint": str(path),
+        "episodes": episodes,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+    }
     if video:
-        result["video"] = str(write_video(frames, run_dir / "videos" / f"{path.name}.mp4", env.metadata.get("render_fps", 30)))
+        result["video"] = str(
+            write_video(frames, run_dir / "videos" / f"{path.name}.mp4", env.metadata.get("render_fps", 30))
+        )
     return result
 
 
@@ -92,8 +112,10 @@ def main(argv: list[str] | None = None) -> None:
     except (ValueError, FileNotFoundError, gym.error.Error) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(f"{PROGRAM}: {result['episodes']} episodes from {result['checkpoint']}: "
-          f"return {result['return_mean']:.2f} +- {result['return_std']:.2f}")
+    print(
+        f"{PROGRAM}: {result['episodes']} episodes from {result['checkpoint']}: "
+        f"return {result['return_mean']:.2f} +- {result['return_std']:.2f}"
+    )
     if "video" in result:
         print(f"{PROGRAM}: video written to {result['video']}")
 

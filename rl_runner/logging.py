@@ -66,7 +66,9 @@ class RunLogger:
 
     def hparams(self, cfg: DictConfig, final_metrics: Mapping[str, float], step: int) -> None:
         flat = flatten_config(cfg)
-        metrics = {f"final/{k}": v for k, v in final_metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        metrics = {
+            f"final/{k}": v for k, v in final_metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)
+        }
         self.writer.add_hparams(flat, metrics, run_name=".", global_step=step)
 
     def close(self) -> None:

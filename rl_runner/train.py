@@ -16,7 +16,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 import rl_runner.config  # noqa: F401  (registers the schemas with Hydra's ConfigStore)
@@ -68,7 +68,9 @@ def _hydra_main(cfg: DictConfig) -> None:
     shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}
     print(f"{PROGRAM}: done {shown}")
     if summary.get("interrupted"):
-        print(f"{PROGRAM}: stopped by a signal; continue with: {PROGRAM} resume={Path(summary['checkpoint']).parents[1]}")
+        print(
+            f"{PROGRAM}: stopped by a signal; continue with: {PROGRAM} resume={Path(summary['checkpoint']).parents[1]}"
+        )
         sys.exit(130)
 
 
@@ -126,7 +128,9 @@ def validate_overrides(overrides: list[str]) -> None:
         try:
             parser.parse_overrides([override])
         except HydraException as error:
-            raise ConfigError(f"cannot parse override {override!r}: {_first_line(error)} (quote values with '=' or ',')") from error
+            raise ConfigError(
+                f"cannot parse override {override!r}: {_first_line(error)} (quote values with '=' or ',')"
+            ) from error
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     try:
         variants = _override_variants(own)
@@ -150,7 +154,18 @@ def resume_arguments(run_dir: str, overrides: list[str]) -> list[str]:
     return saved + overrides + [f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
 
 
-FLAGS_THAT_SKIP_CHECKS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version", "--shell-completion", "-sc"}
+FLAGS_THAT_SKIP_CHECKS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--version",
+    "--shell-completion",
+    "-sc",
+}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -25,8 +25,16 @@ def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> Path:
 
     from rl_runner.train import CONF_DIR, train
 
-    overrides = ["agent=ddpg", "env=halfcheetah", f"seed={seed}", f"total_steps={steps}", "progress=false",
-                 "eval.every=10000", "eval.episodes=10", *extra]
+    overrides = [
+        "agent=ddpg",
+        "env=halfcheetah",
+        f"seed={seed}",
+        f"total_steps={steps}",
+        "progress=false",
+        "eval.every=10000",
+        "eval.episodes=10",
+        *extra,
+    ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     run_dir = out / f"seed{seed}"

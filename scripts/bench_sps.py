@@ -31,21 +31,37 @@ UNTIMED_LEARNING_STEPS = LOG_EVERY  # both libraries skip their first learning s
 def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, compile_losses: bool, seed: int) -> float:
     from hydra import compose, initialize_config_dir
 
-    from rl_runner.train import CONF_DIR, train
     from rl_runner.logging import read_scalars
+    from rl_runner.train import CONF_DIR, train
 
     overrides = [
-        "agent=ddpg", "env=halfcheetah", f"device={device}", f"matmul_precision={precision}", f"seed={seed}",
-        "progress=false", "net.hidden=256", "net.depth=2", "agent.batch_size=256", "agent.updates_per_step=1",
-        f"agent.learning_starts={warmup}", f"agent.compile={str(compile_losses).lower()}",
-        f"total_steps={warmup + steps}", "eval.every=0", "eval.episodes=0",
-        "checkpoint.every=0", f"log.every={LOG_EVERY}",
+        "agent=ddpg",
+        "env=halfcheetah",
+        f"device={device}",
+        f"matmul_precision={precision}",
+        f"seed={seed}",
+        "progress=false",
+        "net.hidden=256",
+        "net.depth=2",
+        "agent.batch_size=256",
+        "agent.updates_per_step=1",
+        f"agent.learning_starts={warmup}",
+        f"agent.compile={str(compile_losses).lower()}",
+        f"total_steps={warmup + steps}",
+        "eval.every=0",
+        "eval.episodes=0",
+        "checkpoint.every=0",
+        f"log.every={LOG_EVERY}",
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
     with tempfile.TemporaryDirectory() as run_dir:
         train(cfg, run_dir=Path(run_dir))
-        intervals = [sps for step, sps in read_scalars(Path(run_dir) / "tb")["charts/sps"] if step > warmup + UNTIMED_LEARNING_STEPS]
+        intervals = [
+            sps
+            for step, sps in read_scalars(Path(run_dir) / "tb")["charts/sps"]
+            if step > warmup + UNTIMED_LEARNING_STEPS
+        ]
     # every interval covers log_every steps: total steps over total time is the harmonic mean
     return len(intervals) / sum(1.0 / sps for sps in intervals)
 
@@ -58,10 +74,21 @@ def stable_baselines3_sps(steps: int, warmup: int, device: str, seed: int) -> fl
     env = gym.make("HalfCheetah-v5")
     action_dim = env.action_space.shape[0]
     model = DDPG(
-        "MlpPolicy", env, learning_rate=3e-4, buffer_size=1_000_000, learning_starts=warmup, batch_size=256,
-        tau=0.005, gamma=0.99, train_freq=1, gradient_steps=1,
+        "MlpPolicy",
+        env,
+        learning_rate=3e-4,
+        buffer_size=1_000_000,
+        learning_starts=warmup,
+        batch_size=256,
+        tau=0.005,
+        gamma=0.99,
+        train_freq=1,
+        gradient_steps=1,
         action_noise=NormalActionNoise(np.zeros(action_dim), 0.1 * np.ones(action_dim)),
-        policy_kwargs={"net_arch": [256, 256]}, device=device, seed=seed, verbose=0,
+        policy_kwargs={"net_arch": [256, 256]},
+        device=device,
+        seed=seed,
+        verbose=0,
     )
     model.learn(total_timesteps=warmup + UNTIMED_LEARNING_STEPS)  # random warm-up plus a few updates
     start = time.perf_counter()
@@ -89,7 +116,9 @@ def main() -> None:
             rl_runner_sps(args.steps, args.warmup, args.device, args.matmul_precision, args.compile, round_index)
         )
         if not args.skip_sb3:
-            results["stable_baselines3"].append(stable_baselines3_sps(args.steps, args.warmup, args.device, round_index))
+            results["stable_baselines3"].append(
+                stable_baselines3_sps(args.steps, args.warmup, args.device, round_index)
+            )
         shown = {name: round(values[-1], 1) for name, values in results.items() if values}
         print(f"round {round_index + 1}/{args.rounds}: {shown}  (1-min load before: {loads[-1]:.2f})", flush=True)
 

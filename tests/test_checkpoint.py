@@ -15,14 +15,29 @@ import pytest
 import torch
 
 from rl_runner.agents.ddpg import DDPG
-from rl_runner.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_into, load_state, save_checkpoint
+from rl_runner.checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    list_checkpoints,
+    load_into,
+    load_state,
+    save_checkpoint,
+)
+from rl_runner.logging import read_scalars
 from rl_runner.runners.off_policy import TrainingDiverged
 from rl_runner.train import train
-from rl_runner.logging import read_scalars
 from tests.conftest import REPO_ROOT, cli
 
-AGENT_FILES = {"actor.pt", "critic.pt", "target_actor.pt", "target_critic.pt", "actor_optimizer.pt",
-               "critic_optimizer.pt", "exploration_noise.pt", "progress.pt"}
+AGENT_FILES = {
+    "actor.pt",
+    "critic.pt",
+    "target_actor.pt",
+    "target_critic.pt",
+    "actor_optimizer.pt",
+    "critic_optimizer.pt",
+    "exploration_noise.pt",
+    "progress.pt",
+}
 
 
 def assert_same_state(left: dict, right: dict) -> None:
@@ -40,8 +55,15 @@ def test_run_writes_tensorboard_tags_and_named_checkpoint_files(tiny_config, tmp
     summary = train(tiny_config("env=halfcheetah", "checkpoint.keep=2", "env.max_episode_steps=100"), run_dir=tmp_path)
     assert summary["step"] == 300 and not summary["interrupted"]
     scalars = read_scalars(tmp_path / "tb")
-    for tag in ("train/episode_return", "train/episode_length", "loss/critic", "loss/actor", "q/mean",
-                "charts/sps", "eval/return_mean"):
+    for tag in (
+        "train/episode_return",
+        "train/episode_length",
+        "loss/critic",
+        "loss/actor",
+        "q/mean",
+        "charts/sps",
+        "eval/return_mean",
+    ):
         assert tag in scalars and scalars[tag], tag
     assert {s for s, _ in scalars["eval/return_mean"]} == {150, 300}
     checkpoints = list_checkpoints(tmp_path / "checkpoints")
@@ -89,15 +111,25 @@ def test_save_then_load_restores_all_networks_and_optimizers(tiny_config, tmp_pa
 def test_resumed_run_continues_exactly(tiny_config, tmp_path: Path, env: str, stop_at: int, extra: list[str]) -> None:
     """Run 400 steps straight, or stop and resume to 400: the same losses, returns, parameters, optimizer
     moments and noise state."""
-    overrides = [f"env={env}", "checkpoint.save_replay=true", "checkpoint.every=200", "eval.every=0",
-                 "env.max_episode_steps=120", *extra]
+    overrides = [
+        f"env={env}",
+        "checkpoint.save_replay=true",
+        "checkpoint.every=200",
+        "eval.every=0",
+        "env.max_episode_steps=120",
+        *extra,
+    ]
     straight = tmp_path / "straight"
     reference = train(tiny_config(*overrides, "total_steps=400"), run_dir=straight)
     interrupted = tmp_path / "interrupted"
     train(tiny_config(*overrides, f"total_steps={stop_at}"), run_dir=interrupted)
     time.sleep(1.1)  # TensorBoard orders event files by name, whose first field is the creation second
     summary = train(tiny_config(*overrides, "total_steps=400", f"resume={interrupted}"), run_dir=interrupted)
-    assert (summary["step"], summary["updates"], summary["episodes"]) == (400, reference["updates"], reference["episodes"])
+    assert (summary["step"], summary["updates"], summary["episodes"]) == (
+        400,
+        reference["updates"],
+        reference["episodes"],
+    )
 
     a, b = read_scalars(straight / "tb"), read_scalars(interrupted / "tb")
     for tag in ("train/episode_return", "train/episode_length"):
@@ -109,8 +141,16 @@ def test_resumed_run_continues_exactly(tiny_config, tmp_path: Path, env: str, st
         after = [(s, v) for s, v in a[tag] if s >= stop_at + 50]
         assert after and after == [(s, v) for s, v in b[tag] if s >= stop_at + 50], tag
     last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
-    for name in ("actor", "critic", "target_actor", "target_critic", "actor_optimizer", "critic_optimizer",
-                 "exploration_noise", "replay"):
+    for name in (
+        "actor",
+        "critic",
+        "target_actor",
+        "target_critic",
+        "actor_optimizer",
+        "critic_optimizer",
+        "exploration_noise",
+        "replay",
+    ):
         assert_same_state(load_state(last_a, name), load_state(last_b, name))
 
 
@@ -179,7 +219,9 @@ def test_kill_during_checkpoint_write_leaves_the_previous_one_loadable(tmp_path:
             assert torch.all(load_state(latest, name)["w"] == float(step))
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path: Path, monkeypatch) -> None:
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    tiny_config, tmp_path: Path, monkeypatch
+) -> None:
     original_update = DDPG.update
     calls = {"n": 0}
 
@@ -201,9 +243,20 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tiny_c
 def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) -> None:
     """The real `rl-train` entry point in a subprocess: overrides, SIGTERM, then `resume=<run dir>`."""
     run_dir = tmp_path / "run"
-    args = ["env=halfcheetah", "device=cpu", "progress=false", "net.hidden=32", "agent.batch_size=32",
-            "agent.learning_starts=200", "total_steps=200000", "checkpoint.every=100000", "eval.every=0",
-            "log.every=100", "env.max_episode_steps=200", f"hydra.run.dir={run_dir}"]
+    args = [
+        "env=halfcheetah",
+        "device=cpu",
+        "progress=false",
+        "net.hidden=32",
+        "agent.batch_size=32",
+        "agent.learning_starts=200",
+        "total_steps=200000",
+        "checkpoint.every=100000",
+        "eval.every=0",
+        "log.every=100",
+        "env.max_episode_steps=200",
+        f"hydra.run.dir={run_dir}",
+    ]
     process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not any((run_dir / "tb").glob("events*")):
@@ -218,16 +271,26 @@ def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) 
     assert 0 < stopped_step < 200000
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
-    resumed = subprocess.run(cli(f"resume={run_dir}", f"total_steps={stopped_step + 300}"), cwd=REPO_ROOT,
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        cli(f"resume={run_dir}", f"total_steps={stopped_step + 300}"),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = latest_checkpoint(run_dir / "checkpoints")
     assert load_state(final, "progress")["counters"]["step"] == stopped_step + 300
     steps = [s for s, _ in read_scalars(run_dir / "tb")["charts/sps"]]
     assert steps == sorted(set(steps)), "the resumed curve repeats steps"
     assert "net.hidden=32" in (run_dir / ".hydra" / "overrides.yaml").read_text()
-    evaluated = subprocess.run([sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "episodes=1", "video=true"],
-                               cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                               env={**os.environ, "MUJOCO_GL": "egl"})
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "episodes=1", "video=true"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     assert "return" in evaluated.stdout and (run_dir / "videos" / f"{final.name}.mp4").stat().st_size > 10_000

@@ -14,7 +14,9 @@ from rl_runner.networks.init import FANIN_FINAL_LAYER_BOUND
 from rl_runner.train import CONF_DIR, ConfigError, check_compatibility, validate_overrides
 from tests.conftest import REPO_ROOT, cli, compose_config
 
-GROUPS = {group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) for group in ("agent", "env", "net", "experiment")}
+GROUPS = {
+    group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) for group in ("agent", "env", "net", "experiment")
+}
 
 
 @pytest.mark.parametrize("env", GROUPS["env"])
@@ -46,13 +48,29 @@ def test_defaults_are_ddpg_on_halfcheetah_with_cleanrl_settings() -> None:
     assert (cfg.agent.name, cfg.env.id, cfg.env.action_space) == ("ddpg", "HalfCheetah-v5", ActionSpace.continuous)
     assert (cfg.net.hidden, cfg.net.depth) == (256, 2)
     assert (cfg.agent.alpha, cfg.agent.beta, cfg.agent.tau, cfg.agent.batch_size, cfg.agent.noise_scale) == (
-        3e-4, 3e-4, 0.005, 256, 0.1)
+        3e-4,
+        3e-4,
+        0.005,
+        256,
+        0.1,
+    )
     assert cfg.device == "auto" and cfg.env.num_envs == 1
 
 
 def test_overrides_from_the_brief_apply_with_their_types() -> None:
-    cfg = compose_config(["agent=ddpg", "env=halfcheetah", "agent.alpha=1e-3", "net.hidden=32", "seed=3",
-                          "total_steps=200000", "net.norm=layer", "net.init=he", "agent.critic_net.hidden=64"])
+    cfg = compose_config(
+        [
+            "agent=ddpg",
+            "env=halfcheetah",
+            "agent.alpha=1e-3",
+            "net.hidden=32",
+            "seed=3",
+            "total_steps=200000",
+            "net.norm=layer",
+            "net.init=he",
+            "agent.critic_net.hidden=64",
+        ]
+    )
     assert cfg.agent.alpha == pytest.approx(1e-3) and isinstance(cfg.agent.alpha, float)
     assert (cfg.net.hidden, cfg.seed, cfg.total_steps) == (32, 3, 200000)
     assert cfg.net.norm is Norm.layer and cfg.net.init is Init.he
@@ -91,8 +109,9 @@ def test_every_value_of_a_sweep_is_checked() -> None:
 
 def test_cli_rejects_a_bad_override_with_one_line_and_no_run_directory(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = subprocess.run(cli("agent.alpha=abc", f"hydra.run.dir={run_dir}"), cwd=REPO_ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        cli("agent.alpha=abc", f"hydra.run.dir={run_dir}"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "agent.alpha" in lines[0] and lines[0].startswith("rl-train: error:")
@@ -103,19 +122,21 @@ def test_cli_help_lists_groups_and_cfg_prints_the_composed_config() -> None:
     help_text = subprocess.run(cli("--help"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120).stdout
     for group in ("agent: ddpg", "env: ", "halfcheetah", "net: mlp"):
         assert group in help_text
-    printed = subprocess.run(cli("--cfg", "job", "net.hidden=48"), cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120).stdout
+    printed = subprocess.run(
+        cli("--cfg", "job", "net.hidden=48"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    ).stdout
     assert "hidden: 48" in printed and "name: ddpg" in printed
 
 
 @pytest.mark.parametrize("norm", list(Norm))
 @pytest.mark.parametrize("init", list(Init))
 def test_mlp_builder_honours_norm_init_and_activation(norm: Norm, init: Init) -> None:
-    cfg = compose_config([f"net.norm={norm.value}", f"net.init={init.value}", "net.hidden=16", "net.depth=3",
-                          "net.activation=tanh"])
+    cfg = compose_config(
+        [f"net.norm={norm.value}", f"net.init={init.value}", "net.hidden=16", "net.depth=3", "net.activation=tanh"]
+    )
     net = build_mlp(5, 2, resolve_net_spec(cfg.net))
     linears = [m for m in net if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(5, 16), (16, 16), (16, 16), (16, 2)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(5, 16), (16, 16), (16, 16), (16, 2)]
     norm_types = {Norm.none: (), Norm.layer: (nn.LayerNorm,), Norm.batch: (nn.BatchNorm1d,)}[norm]
     assert sum(isinstance(m, norm_types) for m in net) == (3 if norm_types else 0)
     assert sum(isinstance(m, nn.Tanh) for m in net) == 3
@@ -124,7 +145,7 @@ def test_mlp_builder_honours_norm_init_and_activation(norm: Norm, init: Init) ->
         assert linears[0].weight.abs().max() <= 1 / 5**0.5
         assert linears[0].weight.abs().max() > FANIN_FINAL_LAYER_BOUND
     if init in (Init.he, Init.xavier, Init.orthogonal):
-        assert all(float(l.bias.detach().abs().max()) == 0.0 for l in linears)
+        assert all(float(layer.bias.detach().abs().max()) == 0.0 for layer in linears)
 
 
 def test_activation_choices_cover_the_schema() -> None:

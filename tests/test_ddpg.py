@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from rl_runner.agents.common import SoftUpdate
 from rl_runner.agents.ddpg import DDPG, OrnsteinUhlenbeckNoise
 from rl_runner.buffers import ReplayBuffer
-from rl_runner.train import train
 from rl_runner.logging import read_scalars
+from rl_runner.train import train
 from tests.conftest import compose_config
 
 
@@ -60,8 +60,14 @@ def test_update_matches_a_hand_written_ddpg_step(tiny_config) -> None:
     rng = np.random.default_rng(0)
     for _ in range(40):  # a mix of terminal, time-limit (must still bootstrap) and ordinary transitions
         kind = rng.integers(3)
-        agent.replay.add(rng.normal(size=(1, 3)), rng.uniform(-2, 2, (1, 1)), rng.normal(size=1),
-                         rng.normal(size=(1, 3)), np.array([kind == 1]), np.array([kind == 2]))
+        agent.replay.add(
+            rng.normal(size=(1, 3)),
+            rng.uniform(-2, 2, (1, 1)),
+            rng.normal(size=1),
+            rng.normal(size=(1, 3)),
+            np.array([kind == 1]),
+            np.array([kind == 2]),
+        )
     actor, critic = copy.deepcopy(agent.actor), copy.deepcopy(agent.critic)
     target_actor, target_critic = copy.deepcopy(agent.target_actor), copy.deepcopy(agent.target_critic)
     torch.manual_seed(1)
@@ -87,7 +93,10 @@ def test_update_matches_a_hand_written_ddpg_step(tiny_config) -> None:
     for mine, reference in ((agent.actor, actor), (agent.critic, critic)):
         for p, q in zip(mine.parameters(), reference.parameters()):
             torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
-    for mine, online, old_target in ((agent.target_actor, actor, target_actor), (agent.target_critic, critic, target_critic)):
+    for mine, online, old_target in (
+        (agent.target_actor, actor, target_actor),
+        (agent.target_critic, critic, target_critic),
+    ):
         for p, o, t in zip(mine.parameters(), online.parameters(), old_target.parameters()):
             torch.testing.assert_close(p, 0.9 * t + 0.1 * o, rtol=1e-5, atol=1e-6)
 
@@ -106,8 +115,14 @@ def test_ou_noise_is_correlated_and_resets_per_env() -> None:
 def test_replay_ring_buffer_overwrites_the_oldest() -> None:
     buffer = ReplayBuffer(5, (2,), (1,), torch.device("cpu"))
     for i in range(7):
-        buffer.add(np.full((1, 2), i), np.full((1, 1), i), np.array([i]), np.full((1, 2), i + 1),
-                   np.array([i == 3]), np.array([i == 4]))
+        buffer.add(
+            np.full((1, 2), i),
+            np.full((1, 1), i),
+            np.array([i]),
+            np.full((1, 2), i + 1),
+            np.array([i == 3]),
+            np.array([i == 4]),
+        )
     assert len(buffer) == 5
     stored = buffer.stored()
     assert sorted(stored.rewards.tolist()) == [2, 3, 4, 5, 6]
@@ -120,8 +135,15 @@ def test_replay_ring_buffer_overwrites_the_oldest() -> None:
 
 
 def test_training_loop_stores_the_final_observation_at_time_limits(tiny_config, tmp_path: Path) -> None:
-    cfg = tiny_config("env=pendulum", "env.num_envs=2", "total_steps=440", "agent.learning_starts=10000",
-                      "eval.every=0", "checkpoint.every=0", "checkpoint.save_replay=true")
+    cfg = tiny_config(
+        "env=pendulum",
+        "env.num_envs=2",
+        "total_steps=440",
+        "agent.learning_starts=10000",
+        "eval.every=0",
+        "checkpoint.every=0",
+        "checkpoint.save_replay=true",
+    )
     train(cfg, run_dir=tmp_path)
     from rl_runner.checkpoint import latest_checkpoint, load_state
 
@@ -140,8 +162,16 @@ def test_training_loop_stores_the_final_observation_at_time_limits(tiny_config, 
 def test_training_loop_marks_real_terminations_as_terminal(tiny_config, tmp_path: Path) -> None:
     """Hopper falls over under random actions: those transitions are terminal, not truncated, and carry
     the fallen state as next_obs."""
-    cfg = tiny_config("env=halfcheetah", "env.id=Hopper-v5", "total_steps=300", "agent.learning_starts=10000",
-                      "eval.every=0", "eval.episodes=0", "checkpoint.every=0", "checkpoint.save_replay=true")
+    cfg = tiny_config(
+        "env=halfcheetah",
+        "env.id=Hopper-v5",
+        "total_steps=300",
+        "agent.learning_starts=10000",
+        "eval.every=0",
+        "eval.episodes=0",
+        "checkpoint.every=0",
+        "checkpoint.save_replay=true",
+    )
     summary = train(cfg, run_dir=tmp_path)
     from rl_runner.checkpoint import latest_checkpoint, load_state
 
@@ -157,7 +187,10 @@ def test_training_loop_marks_real_terminations_as_terminal(tiny_config, tmp_path
 
 @pytest.mark.slow
 def test_compiled_losses_match_eager(tiny_config) -> None:
-    eager, compiled = make_agent(tiny_config("env=pendulum")), make_agent(tiny_config("env=pendulum", "agent.compile=true"))
+    eager, compiled = (
+        make_agent(tiny_config("env=pendulum")),
+        make_agent(tiny_config("env=pendulum", "agent.compile=true")),
+    )
     compiled.actor.load_state_dict(eager.actor.state_dict())
     compiled.critic.load_state_dict(eager.critic.state_dict())
     compiled.target_actor.load_state_dict(eager.target_actor.state_dict())
@@ -165,8 +198,14 @@ def test_compiled_losses_match_eager(tiny_config) -> None:
     rng = np.random.default_rng(0)
     for agent in (eager, compiled):
         for _ in range(64):
-            agent.replay.add(rng.normal(size=(1, 3)), rng.uniform(-2, 2, (1, 1)), rng.normal(size=1),
-                             rng.normal(size=(1, 3)), np.zeros(1, dtype=bool), np.zeros(1, dtype=bool))
+            agent.replay.add(
+                rng.normal(size=(1, 3)),
+                rng.uniform(-2, 2, (1, 1)),
+                rng.normal(size=1),
+                rng.normal(size=(1, 3)),
+                np.zeros(1, dtype=bool),
+                np.zeros(1, dtype=bool),
+            )
         rng = np.random.default_rng(0)
     for step in range(3):
         torch.manual_seed(step)
@@ -186,8 +225,10 @@ def test_same_seed_gives_identical_losses(tiny_config, tmp_path: Path) -> None:
         if tag in first:
             assert first[tag] == second[tag]
     assert len(first["loss/critic"]) >= 5
-    other = train(tiny_config("env=halfcheetah", "total_steps=400", "eval.every=0", "checkpoint.every=0", "seed=1"),
-                  run_dir=tmp_path / "c")
+    other = train(
+        tiny_config("env=halfcheetah", "total_steps=400", "eval.every=0", "checkpoint.every=0", "seed=1"),
+        run_dir=tmp_path / "c",
+    )
     assert read_scalars(tmp_path / "c" / "tb")["loss/critic"] != first["loss/critic"]
     assert other["step"] == 400
 
@@ -195,8 +236,9 @@ def test_same_seed_gives_identical_losses(tiny_config, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddpg_learns_pendulum(tmp_path: Path) -> None:
     """Random policies score about -1200 on Pendulum-v1; a learned swing-up scores above -400."""
-    cfg = compose_config(["experiment=ddpg_pendulum", "device=cpu", "progress=false", "eval.every=0",
-                          "checkpoint.every=0"])
+    cfg = compose_config(
+        ["experiment=ddpg_pendulum", "device=cpu", "progress=false", "eval.every=0", "checkpoint.every=0"]
+    )
     summary = train(cfg, run_dir=tmp_path)
     assert summary["step"] == 10000
     assert summary["eval/return_mean"] > -400, summary

@@ -7,26 +7,34 @@ import os
 import pty
 import struct
 import subprocess
-import sys
 import termios
 from pathlib import Path
 
 import pytest
 import torch
 
+from rl_runner.logging import read_scalars
 from rl_runner.runtime import resolve_device
 from rl_runner.train import train
-from rl_runner.logging import read_scalars
 from tests.conftest import REPO_ROOT, cli
 
 
 # learning starts at step 100: 201 single-env steps; 51 vector steps of 4 envs at 2 updates each;
 # 101 vector steps of 2 envs at half an update each
-@pytest.mark.parametrize(("num_envs", "updates_per_step", "expected_updates"), [(1, 1.0, 201), (4, 0.5, 102), (2, 0.25, 50)])
-def test_update_cadence_counts_transitions_over_parallel_envs(tiny_config, tmp_path: Path, num_envs: int,
-                                                              updates_per_step: float, expected_updates: int) -> None:
-    cfg = tiny_config("env=pendulum", f"env.num_envs={num_envs}", f"agent.updates_per_step={updates_per_step}",
-                      "total_steps=300", "eval.every=0", "checkpoint.every=0")
+@pytest.mark.parametrize(
+    ("num_envs", "updates_per_step", "expected_updates"), [(1, 1.0, 201), (4, 0.5, 102), (2, 0.25, 50)]
+)
+def test_update_cadence_counts_transitions_over_parallel_envs(
+    tiny_config, tmp_path: Path, num_envs: int, updates_per_step: float, expected_updates: int
+) -> None:
+    cfg = tiny_config(
+        "env=pendulum",
+        f"env.num_envs={num_envs}",
+        f"agent.updates_per_step={updates_per_step}",
+        "total_steps=300",
+        "eval.every=0",
+        "checkpoint.every=0",
+    )
     summary = train(cfg, run_dir=tmp_path)
     assert summary["step"] == 300
     assert summary["updates"] == expected_updates
@@ -55,9 +63,13 @@ def test_training_on_cuda_keeps_networks_optimizers_and_replay_on_the_gpu(tiny_c
     env = gym.make("HalfCheetah-v5")
     agent = DDPG(cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch.device("cuda"))
     load_into(latest_checkpoint(tmp_path / "checkpoints"), agent.state_groups(), map_location="cuda")
-    tensors = [*agent.actor.state_dict().values(), *agent.critic.state_dict().values(),
-               *agent.target_actor.state_dict().values(), *agent.target_critic.state_dict().values(),
-               agent.replay.storage]
+    tensors = [
+        *agent.actor.state_dict().values(),
+        *agent.critic.state_dict().values(),
+        *agent.target_actor.state_dict().values(),
+        *agent.target_critic.state_dict().values(),
+        agent.replay.storage,
+    ]
     for optimizer in (agent.actor_optimizer, agent.critic_optimizer):
         tensors += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t) and t.dim()]
     assert tensors and all(t.is_cuda for t in tensors)
@@ -66,10 +78,27 @@ def test_training_on_cuda_keeps_networks_optimizers_and_replay_on_the_gpu(tiny_c
 
 def test_sweep_runs_every_combination(tmp_path: Path) -> None:
     result = subprocess.run(
-        cli("-m", "env=pendulum", "seed=0,1", "agent.tau=0.005,0.01", "device=cpu", "progress=false",
-            "net.hidden=16", "agent.batch_size=16", "agent.learning_starts=50", "total_steps=100", "eval.every=0",
-            "eval.episodes=0", "checkpoint.every=0", "log.every=50", f"hydra.sweep.dir={tmp_path}"),
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cli(
+            "-m",
+            "env=pendulum",
+            "seed=0,1",
+            "agent.tau=0.005,0.01",
+            "device=cpu",
+            "progress=false",
+            "net.hidden=16",
+            "agent.batch_size=16",
+            "agent.learning_starts=50",
+            "total_steps=100",
+            "eval.every=0",
+            "eval.episodes=0",
+            "checkpoint.every=0",
+            "log.every=50",
+            f"hydra.sweep.dir={tmp_path}",
+        ),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     runs = sorted(p.parent for p in tmp_path.glob("*/tb"))
@@ -79,12 +108,23 @@ def test_sweep_runs_every_combination(tmp_path: Path) -> None:
 
 
 def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
-    args = ["env=pendulum", "device=cpu", "net.hidden=16", "agent.batch_size=16", "agent.learning_starts=50",
-            "total_steps=400", "eval.every=0", "eval.episodes=0", "checkpoint.every=0", "log.every=100"]
+    args = [
+        "env=pendulum",
+        "device=cpu",
+        "net.hidden=16",
+        "agent.batch_size=16",
+        "agent.learning_starts=50",
+        "total_steps=400",
+        "eval.every=0",
+        "eval.episodes=0",
+        "checkpoint.every=0",
+        "log.every=100",
+    ]
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a new pty is 0 columns wide
-    process = subprocess.Popen(cli(*args, f"hydra.run.dir={tmp_path / 'tty'}"), cwd=REPO_ROOT, stdout=follower,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        cli(*args, f"hydra.run.dir={tmp_path / 'tty'}"), cwd=REPO_ROOT, stdout=follower, stderr=subprocess.DEVNULL
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -98,6 +138,7 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
     assert process.wait(timeout=120) == 0
     terminal = b"".join(chunks).decode(errors="replace")
     assert "400/400" in terminal and "step/s" in terminal
-    piped = subprocess.run(cli(*args, f"hydra.run.dir={tmp_path / 'pipe'}"), cwd=REPO_ROOT, capture_output=True,
-                           text=True, timeout=120)
+    piped = subprocess.run(
+        cli(*args, f"hydra.run.dir={tmp_path / 'pipe'}"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert "400/400" not in piped.stdout and "rl-train: done" in piped.stdout

@@ -113,13 +113,18 @@ class DDPG:
         self.tau = float(cfg.tau)
         self.batch_size = int(cfg.batch_size)
 
-        self.actor = DeterministicActor(obs_dim, action_space.low, action_space.high, resolve_net_spec(net, cfg.actor_net))
+        self.actor = DeterministicActor(
+            obs_dim, action_space.low, action_space.high, resolve_net_spec(net, cfg.actor_net)
+        )
         self.critic = QCritic(obs_dim, action_dim, resolve_net_spec(net, cfg.critic_net))
         self.actor.to(device)
         self.critic.to(device)
         self.target_actor = make_target(self.actor)
         self.target_critic = make_target(self.critic)
-        self.update_targets = [SoftUpdate(self.target_actor, self.actor, self.tau), SoftUpdate(self.target_critic, self.critic, self.tau)]
+        self.update_targets = [
+            SoftUpdate(self.target_actor, self.actor, self.tau),
+            SoftUpdate(self.target_critic, self.critic, self.tau),
+        ]
         self.actor_params = list(self.actor.parameters())
         self.critic_params = list(self.critic.parameters())
         self.actor_optimizer = make_adam(self.actor_params, cfg.alpha, device)
@@ -128,7 +133,9 @@ class DDPG:
 
         sigma = cfg.noise_scale * self.actor.action_scale
         self.noise = (
-            GaussianNoise(sigma) if cfg.noise is ExplorationNoise.gaussian else OrnsteinUhlenbeckNoise(sigma, cfg.ou_theta, num_envs)
+            GaussianNoise(sigma)
+            if cfg.noise is ExplorationNoise.gaussian
+            else OrnsteinUhlenbeckNoise(sigma, cfg.ou_theta, num_envs)
         )
         self.action_low = torch.as_tensor(action_space.low, device=device)
         self.action_high = torch.as_tensor(action_space.high, device=device)
@@ -140,7 +147,9 @@ class DDPG:
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # [N, O]
-        if self.actor_has_batch_norm and self.actor.training:  # batch statistics of a single observation are meaningless
+        if (
+            self.actor_has_batch_norm and self.actor.training
+        ):  # batch statistics of a single observation are meaningless
             self.actor.eval()
             actions = self.actor(obs_tensor)
             self.actor.train()

@@ -29,13 +29,21 @@ class ReplayBuffer:
     (``next_obs`` is the real final observation).
     """
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], device: torch.device) -> None:
+    def __init__(
+        self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], device: torch.device
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"buffer_size must be positive, got {capacity}")
         self.capacity = capacity
         self.device = device
-        self.shapes = {"obs": tuple(obs_shape), "actions": tuple(action_shape), "rewards": (), "next_obs": tuple(obs_shape),
-                       "terminated": (), "truncated": ()}
+        self.shapes = {
+            "obs": tuple(obs_shape),
+            "actions": tuple(action_shape),
+            "rewards": (),
+            "next_obs": tuple(obs_shape),
+            "terminated": (),
+            "truncated": (),
+        }
         widths = [int(np.prod(self.shapes[name])) for name in FIELDS]
         bounds = np.cumsum([0, *widths])
         self.columns = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(FIELDS)}
@@ -58,8 +66,10 @@ class ReplayBuffer:
         """Add one transition per env; every argument has a leading [num_envs] axis."""
         count = len(rewards)
         rows = np.concatenate(
-            [np.asarray(values, dtype=np.float32).reshape(count, -1)
-             for values in (obs, actions, rewards, next_obs, terminated, truncated)],
+            [
+                np.asarray(values, dtype=np.float32).reshape(count, -1)
+                for values in (obs, actions, rewards, next_obs, terminated, truncated)
+            ],
             axis=1,
         )
         rows_on_device = torch.from_numpy(rows).to(self.device)
@@ -84,12 +94,18 @@ class ReplayBuffer:
         return self._unpack(self.storage[: self.size])
 
     def state_dict(self) -> dict:
-        return {"capacity": self.capacity, "position": self.position, "size": self.size,
-                "storage": self.storage[: self.size].cpu().clone()}  # clone: a CPU view would save the whole capacity
+        return {
+            "capacity": self.capacity,
+            "position": self.position,
+            "size": self.size,
+            "storage": self.storage[: self.size].cpu().clone(),
+        }  # clone: a CPU view would save the whole capacity
 
     def load_state_dict(self, state: dict) -> None:
         if state["capacity"] != self.capacity:
-            raise ValueError(f"saved replay holds {state['capacity']} transitions, this run's buffer_size is {self.capacity}")
+            raise ValueError(
+                f"saved replay holds {state['capacity']} transitions, this run's buffer_size is {self.capacity}"
+            )
         if state["storage"].shape[1] != self.storage.shape[1]:
             raise ValueError("saved replay has transitions of another shape than this env's")
         self.storage[: state["size"]] = state["storage"].to(self.device)

@@ -132,7 +132,9 @@ class OffPolicyLoop:
         if (checkpoint / "replay.pt").exists():
             self.agent.replay.load_state_dict(load_state(checkpoint, "replay", self.agent.device))
         else:
-            log.warning("%s holds no replay buffer (checkpoint.save_replay=false): the buffer refills from empty", checkpoint)
+            log.warning(
+                "%s holds no replay buffer (checkpoint.save_replay=false): the buffer refills from empty", checkpoint
+            )
         saved = load_state(checkpoint, "progress")
         self.progress = Progress(**saved["counters"])
         self.rng.bit_generator.state = saved["warmup_rng"]
@@ -227,7 +229,11 @@ class OffPolicyLoop:
                 # still inside the signal handler: a Ctrl-C during the final evaluation cannot skip the save
                 progress.train_seconds += time.perf_counter() - interval_start
                 self._flush(metrics, logger)
-                if signals.received is None and cfg.eval.episodes > 0 and progress.last_eval.get("step") != progress.step:
+                if (
+                    signals.received is None
+                    and cfg.eval.episodes > 0
+                    and progress.last_eval.get("step") != progress.step
+                ):
                     self._evaluate(logger)
                 latest = latest_checkpoint(self.checkpoint_dir)
                 already_saved = latest is not None and latest.name == checkpoint_name(progress.step)
