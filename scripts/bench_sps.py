@@ -1,8 +1,9 @@
 """Environment steps per second of DDPG on HalfCheetah-v5, rl_runner against Stable-Baselines3.
 
 Both use 256x256 actor and critic, batch 256, Adam 3e-4, tau 0.005, Gaussian noise 0.1, one gradient update
-per environment step, one env, CPU. Each round times the learning phase only (after ``--warmup`` random
-steps) of each library back to back; the report gives per-round numbers, medians and the median ratio.
+per environment step, one env, CPU, and the same float32 matmul precision (--matmul-precision). Each round
+times the learning phase only (after ``--warmup`` random steps) of each library back to back; the report
+gives per-round numbers, medians and the median ratio.
 
     python scripts/bench_sps.py --rounds 5 --steps 3000
     python scripts/bench_sps.py --device cuda [--matmul-precision high] [--compile]   # on a GPU machine
@@ -66,10 +67,15 @@ def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, compile_
     return len(intervals) / sum(1.0 / sps for sps in intervals)
 
 
-def stable_baselines3_sps(steps: int, warmup: int, device: str, seed: int) -> float:
+def stable_baselines3_sps(steps: int, warmup: int, device: str, precision: str, seed: int) -> float:
     import gymnasium as gym
     from stable_baselines3 import DDPG
     from stable_baselines3.common.noise import NormalActionNoise
+
+    from rl_runner.config import MatmulPrecision
+    from rl_runner.runtime import set_matmul_precision
+
+    set_matmul_precision(MatmulPrecision(precision))  # the same matmul precision as the rl_runner measurement
 
     env = gym.make("HalfCheetah-v5")
     action_dim = env.action_space.shape[0]
@@ -117,7 +123,7 @@ def main() -> None:
         )
         if not args.skip_sb3:
             results["stable_baselines3"].append(
-                stable_baselines3_sps(args.steps, args.warmup, args.device, round_index)
+                stable_baselines3_sps(args.steps, args.warmup, args.device, args.matmul_precision, round_index)
             )
         shown = {name: round(values[-1], 1) for name, values in results.items() if values}
         print(f"round {round_index + 1}/{args.rounds}: {shown}  (1-min load before: {loads[-1]:.2f})", flush=True)

@@ -172,14 +172,13 @@ class OffPolicyLoop:
 
     # ---------------------------------------------------------------- the loop
     def run(self) -> dict:
-        cfg, agent, envs, progress = self.cfg, self.agent, self.envs, self.progress
+        cfg, agent, progress = self.cfg, self.agent, self.progress
         total_steps = int(cfg.total_steps)
         learning_starts = int(cfg.agent.learning_starts)
         updates_per_step = float(cfg.agent.updates_per_step)
         # normally reached at learning_starts; after a resume without a saved replay, the buffer refills first
         min_replay = min(max(int(agent.batch_size), learning_starts), agent.replay.capacity)
         log_every, eval_every, checkpoint_every = int(cfg.log.every), int(cfg.eval.every), int(cfg.checkpoint.every)
-        action_space = envs.single_action_space
         metrics = MetricAccumulator()
         logger = RunLogger(self.tb_dir, total_steps, progress.step, show_progress=cfg.progress)
         interval_start, interval_step = time.perf_counter(), progress.step
@@ -187,26 +186,7 @@ class OffPolicyLoop:
             with StopSignals() as signals:
                 while progress.step < total_steps and signals.received is None:
                     previous_step = progress.step
-                    if previous_step < learning_starts:
-                        actions = random_actions(action_space, self.rng, self.num_envs)
-                    else:
-                        actions = agent.act(self.obs, explore=True)
-                    next_obs, rewards, terminated, truncated, infos = envs.step(actions)
-                    done = terminated | truncated
-                    stored_next_obs = next_obs
-                    if done.any():  # SAME_STEP autoreset: next_obs already starts a new episode there
-                        stored_next_obs = next_obs.copy()
-                        for index in np.flatnonzero(done):
-                            stored_next_obs[index] = infos["final_obs"][index]
-                    agent.replay.add(self.obs, actions, rewards, stored_next_obs, terminated, truncated)
-                    self.obs = next_obs
-                    progress.step += self.num_envs
-                    self.episode_returns += rewards
-                    self.episode_lengths += 1
-                    if done.any():
-                        self._finish_episodes(done, logger)
-                        agent.reset(done)
-
+                    self._collect(explore_randomly=previous_step < learning_starts, logger=logger)
                     if progress.step >= learning_starts and len(agent.replay) >= min_replay:
                         progress.update_credit += self.num_envs * updates_per_step
                         while progress.update_credit >= 1.0:
@@ -250,6 +230,28 @@ class OffPolicyLoop:
             ) from error
         finally:
             logger.close()
+
+    def _collect(self, explore_randomly: bool, logger: RunLogger) -> None:
+        """One step of every env; the transitions go to the agent's replay."""
+        if explore_randomly:
+            actions = random_actions(self.envs.single_action_space, self.rng, self.num_envs)
+        else:
+            actions = self.agent.act(self.obs, explore=True)
+        next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
+        done = terminated | truncated
+        stored_next_obs = next_obs
+        if done.any():  # SAME_STEP autoreset: next_obs already starts a new episode there
+            stored_next_obs = next_obs.copy()
+            for index in np.flatnonzero(done):
+                stored_next_obs[index] = infos["final_obs"][index]
+        self.agent.replay.add(self.obs, actions, rewards, stored_next_obs, terminated, truncated)
+        self.obs = next_obs
+        self.progress.step += self.num_envs
+        self.episode_returns += rewards
+        self.episode_lengths += 1
+        if done.any():
+            self._finish_episodes(done, logger)
+            self.agent.reset(done)
 
     def _finish_episodes(self, done: np.ndarray, logger: RunLogger) -> None:
         for index in np.flatnonzero(done):
