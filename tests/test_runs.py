@@ -142,3 +142,30 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
         cli(*args, f"hydra.run.dir={tmp_path / 'pipe'}"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
     )
     assert "400/400" not in piped.stdout and "rl-train: done" in piped.stdout
+
+
+def test_rl_eval_reports_a_named_or_the_latest_checkpoint(tmp_path: Path) -> None:
+    from rl_runner.evaluate import evaluate_run
+
+    args = [
+        "env=pendulum",
+        "device=cpu",
+        "progress=false",
+        "net.hidden=16",
+        "agent.batch_size=16",
+        "agent.learning_starts=50",
+        "total_steps=200",
+        "eval.every=0",
+        "eval.episodes=0",
+        "checkpoint.every=100",
+        f"hydra.run.dir={tmp_path}",
+    ]
+    assert subprocess.run(cli(*args), cwd=REPO_ROOT, capture_output=True, timeout=120).returncode == 0
+    latest = evaluate_run(tmp_path, episodes=2, device="cpu")
+    assert latest["checkpoint"].endswith("step_000000000200") and latest["episodes"] == 2
+    assert -2000 < latest["return_mean"] < 0 and latest["return_std"] >= 0
+    named = evaluate_run(tmp_path, episodes=2, checkpoint="step_000000000100", device="cpu")
+    assert named["checkpoint"].endswith("step_000000000100")
+    assert evaluate_run(tmp_path, episodes=2, device="cpu") == latest  # seeded episodes: repeatable
+    with pytest.raises(ValueError, match="no checkpoint step_7"):
+        evaluate_run(tmp_path, checkpoint="step_7")
