@@ -25,7 +25,7 @@ from rl_runner.runners import runner_function
 from rl_runner.runners.off_policy import TrainingDiverged
 from rl_runner.runtime import resolve_device, seed_everything, set_matmul_precision
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parent / "conf"  # a link to the top-level conf/ in the source tree
 PROGRAM = "rl-train"
 log = logging.getLogger(__name__)
 
