@@ -242,3 +242,12 @@ def test_ddpg_learns_pendulum(tmp_path: Path) -> None:
     summary = train(cfg, run_dir=tmp_path)
     assert summary["step"] == 10000
     assert summary["eval/return_mean"] > -400, summary
+
+
+@pytest.mark.parametrize("norm", ["layer", "batch"])
+def test_normalised_networks_train_and_act_on_single_observations(tiny_config, tmp_path: Path, norm: str) -> None:
+    cfg = tiny_config("env=pendulum", f"net.norm={norm}", "net.init=he", "total_steps=250", "checkpoint.every=0")
+    summary = train(cfg, run_dir=tmp_path)  # BatchNorm in training mode would reject a batch of one observation
+    assert summary["updates"] == 151 and np.isfinite(summary["eval/return_mean"])
+    target_critic = make_agent(cfg).target_critic
+    assert any(isinstance(m, (torch.nn.LayerNorm, torch.nn.BatchNorm1d)) for m in target_critic.modules())

@@ -147,9 +147,8 @@ class DDPG:
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # [N, O]
-        if (
-            self.actor_has_batch_norm and self.actor.training
-        ):  # batch statistics of a single observation are meaningless
+        if self.actor_has_batch_norm and self.actor.training:
+            # batch statistics of a few observations are meaningless: act with the running statistics
             self.actor.eval()
             actions = self.actor(obs_tensor)
             self.actor.train()
