@@ -56,7 +56,6 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
             file.flush()
             os.fsync(file.fileno())
     _fsync_directory(temporary)
-    replaced = None
     if final.exists():  # a second save for the same step: move the old one aside (still complete) first
         replaced = root / f"{TEMPORARY_PREFIX}replaced-{final.name}"
         shutil.rmtree(replaced, ignore_errors=True)

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import yaml
 
 PROGRAM = "rl-eval"
 OPTIONS = {
@@ -53,19 +52,14 @@ def evaluate_run(
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
     from hydra import compose, initialize_config_dir
 
-    from rl_runner.agents import agent_class
     from rl_runner.checkpoint import latest_checkpoint, load_into
     from rl_runner.envs import make_env
-    from rl_runner.runners.off_policy import EVAL_SEED_OFFSET, evaluate_policy
+    from rl_runner.runners.off_policy import EVAL_SEED_OFFSET, build_agent, evaluate_policy
     from rl_runner.runtime import resolve_device
-    from rl_runner.train import CONF_DIR
+    from rl_runner.train import CONF_DIR, saved_overrides
 
-    overrides_file = run_dir / ".hydra" / "overrides.yaml"
-    if not overrides_file.is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no .hydra/overrides.yaml)")
-    overrides = [o for o in yaml.safe_load(overrides_file.read_text()) or [] if not o.startswith(("resume=", "hydra"))]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=overrides)
+        cfg = compose(config_name="config", overrides=saved_overrides(run_dir))
     path = run_dir / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(run_dir / "checkpoints")
     if path is None or not path.is_dir():
         raise ValueError(f"no checkpoint {checkpoint or ''} under {run_dir / 'checkpoints'}")
@@ -73,9 +67,7 @@ def evaluate_run(
     torch_device = resolve_device(device)
     env = make_env(cfg.env, render_mode="rgb_array" if video else None)
     try:
-        agent = agent_class(cfg.agent.name)(
-            cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch_device
-        )
+        agent = build_agent(cfg, env.observation_space, env.action_space, 1, torch_device)
         load_into(path, agent.state_groups(), map_location=torch_device)
         frames: list[np.ndarray] = []
         base_seed = (cfg.seed + EVAL_SEED_OFFSET) if seed is None else seed

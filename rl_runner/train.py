@@ -143,13 +143,18 @@ def validate_overrides(overrides: list[str]) -> None:
         raise ConfigError(describe_error(error)) from error
 
 
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides a run was made with (without ``resume=``), from its ``.hydra/``."""
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no .hydra/overrides.yaml)")
+    return [o for o in yaml.safe_load(saved_file.read_text()) or [] if not o.startswith("resume=")]
+
+
 def resume_arguments(run_dir: str, overrides: list[str]) -> list[str]:
     """The original run's overrides, then the new ones, then the directory to continue in."""
     path = Path(run_dir).expanduser().resolve()
-    saved_file = path / ".hydra" / "overrides.yaml"
-    if not saved_file.is_file():
-        raise ConfigError(f"resume={run_dir}: not a run directory (no .hydra/overrides.yaml)")
-    saved = [o for o in yaml.safe_load(saved_file.read_text()) or [] if not o.startswith("resume=")]
+    saved = saved_overrides(path)
     quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
     return saved + overrides + [f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from rl_runner.envs import make_env
+from rl_runner.runners.off_policy import build_agent
 from rl_runner.train import CONF_DIR
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,12 @@ def tiny_config() -> Callable[..., DictConfig]:
         return compose_config(TINY + list(overrides))
 
     return make
+
+
+def make_agent(cfg: DictConfig, device: str = "cpu") -> Any:
+    """The configured agent for one env of the configured kind, as rl-eval builds it."""
+    env = make_env(cfg.env)
+    return build_agent(cfg, env.observation_space, env.action_space, 1, torch.device(device))
 
 
 def cli(*args: str) -> list[str]:

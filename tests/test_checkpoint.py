@@ -26,7 +26,7 @@ from rl_runner.checkpoint import (
 from rl_runner.logging import read_scalars
 from rl_runner.runners.off_policy import TrainingDiverged
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli
+from tests.conftest import REPO_ROOT, cli, make_agent
 
 AGENT_FILES = {
     "actor.pt",
@@ -88,10 +88,7 @@ def test_save_then_load_restores_all_networks_and_optimizers(tiny_config, tmp_pa
     cfg = tiny_config("env=pendulum", "total_steps=250", "eval.every=0")
     train(cfg, run_dir=tmp_path)
     checkpoint = latest_checkpoint(tmp_path / "checkpoints")
-    import gymnasium as gym
-
-    env = gym.make("Pendulum-v1")
-    fresh = DDPG(cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch.device("cpu"))
+    fresh = make_agent(cfg)
     load_into(checkpoint, fresh.state_groups(), map_location="cpu")
     for name, group in fresh.state_groups().items():
         assert_same_state(group.state_dict(), load_state(checkpoint, name))

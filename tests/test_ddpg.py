@@ -5,28 +5,22 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from rl_runner.agents.common import SoftUpdate
-from rl_runner.agents.ddpg import DDPG, OrnsteinUhlenbeckNoise
+from rl_runner.agents.ddpg import OrnsteinUhlenbeckNoise
 from rl_runner.buffers import ReplayBuffer
 from rl_runner.logging import read_scalars
 from rl_runner.train import train
-from tests.conftest import compose_config
-
-
-def make_agent(cfg, env_id: str = "Pendulum-v1") -> DDPG:
-    env = gym.make(env_id)
-    return DDPG(cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch.device("cpu"))
+from tests.conftest import compose_config, make_agent
 
 
 def test_targets_are_identical_copies_built_from_the_same_configuration(tiny_config) -> None:
     cfg = tiny_config("env=halfcheetah", "net.norm=layer", "agent.critic_net.hidden=48")
-    agent = make_agent(cfg, "HalfCheetah-v5")
+    agent = make_agent(cfg)
     for online, target in ((agent.actor, agent.target_actor), (agent.critic, agent.target_critic)):
         assert repr(online) == repr(target)
         for (name, p), (target_name, t) in zip(online.state_dict().items(), target.state_dict().items()):

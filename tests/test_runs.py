@@ -16,7 +16,7 @@ import torch
 from rl_runner.logging import read_scalars
 from rl_runner.runtime import resolve_device
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli
+from tests.conftest import REPO_ROOT, cli, make_agent
 
 
 # learning starts at step 100: 201 single-env steps; 51 vector steps of 4 envs at 2 updates each;
@@ -52,16 +52,12 @@ def test_device_choice() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_training_on_cuda_keeps_networks_optimizers_and_replay_on_the_gpu(tiny_config, tmp_path: Path) -> None:
-    import gymnasium as gym
-
-    from rl_runner.agents.ddpg import DDPG
     from rl_runner.checkpoint import latest_checkpoint, load_into
 
     cfg = tiny_config("env=halfcheetah", "device=cuda", "env.max_episode_steps=100")
     summary = train(cfg, run_dir=tmp_path)
     assert summary["step"] == 300
-    env = gym.make("HalfCheetah-v5")
-    agent = DDPG(cfg.agent, cfg.net, env.observation_space, env.action_space, 1, torch.device("cuda"))
+    agent = make_agent(cfg, device="cuda")
     load_into(latest_checkpoint(tmp_path / "checkpoints"), agent.state_groups(), map_location="cuda")
     tensors = [
         *agent.actor.state_dict().values(),

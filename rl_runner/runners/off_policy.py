@@ -83,17 +83,21 @@ def evaluate_policy(
     return returns
 
 
-def build_agent(cfg: DictConfig, envs: gym.vector.VectorEnv, device: torch.device) -> OffPolicyAgent:
-    return agent_class(cfg.agent.name)(
-        cfg.agent, cfg.net, envs.single_observation_space, envs.single_action_space, envs.num_envs, device
-    )
+def build_agent(
+    cfg: DictConfig,
+    observation_space: gym.spaces.Space,
+    action_space: gym.spaces.Space,
+    num_envs: int,
+    device: torch.device,
+) -> OffPolicyAgent:
+    return agent_class(cfg.agent.name)(cfg.agent, cfg.net, observation_space, action_space, num_envs, device)
 
 
 def run_off_policy(cfg: DictConfig, run_dir: Path, device: torch.device, resume_from: Path | None) -> dict:
     envs = make_vector_env(cfg.env)
     eval_env = make_env(cfg.env)
     try:
-        agent = build_agent(cfg, envs, device)
+        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device)
         loop = OffPolicyLoop(cfg, run_dir, agent, envs, eval_env)
         loop.start(resume_from)
         return loop.run()
