@@ -18,6 +18,9 @@ import torch
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 TEMPORARY_PREFIX = ".tmp-"
+# The layout of progress.pt. Format 1 (no "format" key) was the DDPG-only runner's; format 2 splits it into
+# the skeleton's counters, the clock and the runner loop's own state. Bump it whenever that layout changes.
+PROGRESS_FORMAT = 2
 
 
 class Stateful(Protocol):
@@ -90,6 +93,18 @@ def load_state(checkpoint: Path, name: str, map_location: str | torch.device = "
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # a truncated or foreign file: name it instead of a pickle traceback
         raise CheckpointError(f"cannot read {path}: {error}") from error
+
+
+def load_progress(checkpoint: Path) -> dict:
+    """``progress.pt`` of a checkpoint in the current format; an older one is refused before anything loads."""
+    progress = load_state(checkpoint, "progress")
+    found = progress.get("format", 1) if isinstance(progress, dict) else None
+    if found != PROGRESS_FORMAT:
+        raise CheckpointError(
+            f"{checkpoint / 'progress.pt'} has progress format {found}, this rl_runner reads format {PROGRESS_FORMAT}: "
+            "it cannot be resumed (rl-eval still reads its networks); start a new run"
+        )
+    return progress
 
 
 def load_into(checkpoint: Path, groups: Mapping[str, Stateful], map_location: str | torch.device) -> None:

@@ -1,13 +1,13 @@
-"""``rl-eval <run dir> [episodes=10] [checkpoint=step_...] [video=true] [device=cpu] [seed=N]``
+"""``rl-eval <run dir> [checkpoint=step_...] [device=cpu] [option=value ...] [group.key=value ...]``
 
-Loads a run's config (re-composed from its saved overrides, so every schema check applies) and a
-checkpoint (the latest unless named), plays deterministic-policy episodes and prints mean and std return.
-``video=true`` writes the first episode to ``<run dir>/videos/`` as mp4 (MuJoCo renders headless via EGL).
+Loads a run's config (re-composed from its saved overrides, so every schema check applies; dotted
+``group.key=value`` arguments are composed on top, e.g. ``data.path=new.csv``) and a checkpoint (the latest
+unless named), then hands over to the run's runner: an env run plays deterministic-policy episodes
+(``episodes=N``, ``seed=N``, ``video=true``), a dataset run scores the validation windows of its data.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -15,76 +15,48 @@ import gymnasium as gym
 import numpy as np
 
 PROGRAM = "rl-eval"
-OPTIONS = {
-    "episodes": int,
-    "checkpoint": str,
-    "video": lambda v: v.lower() in ("1", "true", "yes"),
-    "device": str,
-    "seed": int,
-}
-USAGE = f"usage: {PROGRAM} RUN_DIR [episodes=N] [checkpoint=step_...] [video=true] [device=auto|cpu|cuda] [seed=N]"
+COMMON_OPTIONS = ("checkpoint", "device")
+USAGE = (
+    f"usage: {PROGRAM} RUN_DIR [checkpoint=step_...] [device=auto|cpu|cuda] [episodes=N] [seed=N] [video=true] "
+    "[group.key=value ...]"
+)
 
 
-def parse_arguments(argv: list[str]) -> tuple[Path, dict]:
+def parse_arguments(argv: list[str]) -> tuple[Path, dict[str, str], list[str]]:
+    """The run directory, the ``key=value`` options and the dotted config overrides."""
     if not argv or argv[0] in ("-h", "--help"):
         raise SystemExit(USAGE)
-    options: dict = {"episodes": 10, "checkpoint": None, "video": False, "device": "auto", "seed": None}
+    options, overrides = {}, []
     for argument in argv[1:]:
         key, sep, value = argument.partition("=")
-        if not sep or key not in OPTIONS:
+        if not sep:
             raise ValueError(f"unknown argument {argument!r}; {USAGE}")
-        try:
-            options[key] = OPTIONS[key](value)
-        except ValueError as error:
-            raise ValueError(f"{key}={value!r}: {error}") from error
-    return Path(argv[0]), options
+        if "." in key:
+            overrides.append(argument)
+        else:
+            options[key] = value
+    return Path(argv[0]), options, overrides
 
 
-def evaluate_run(
-    run_dir: Path,
-    episodes: int = 10,
-    checkpoint: str | None = None,
-    video: bool = False,
-    device: str = "auto",
-    seed: int | None = None,
-) -> dict:
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before MuJoCo loads
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
-    from hydra import compose, initialize_config_dir
-
-    from rl_runner.checkpoint import latest_checkpoint, load_into
-    from rl_runner.envs import make_env
-    from rl_runner.runners.off_policy import EVAL_SEED_OFFSET, build_agent, evaluate_policy
+def evaluate_run(run_dir: Path, options: dict[str, str] | None = None, overrides: list[str] = ()) -> dict:
+    """Evaluate a checkpoint of a run with its runner's ``evaluate``; the result has a printable ``report``."""
+    from rl_runner.checkpoint import latest_checkpoint
+    from rl_runner.config import run_config
+    from rl_runner.runners import runner_entry, runner_function
     from rl_runner.runtime import resolve_device
-    from rl_runner.train import CONF_DIR, saved_overrides
 
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=saved_overrides(run_dir))
-    path = run_dir / "checkpoints" / checkpoint if checkpoint else latest_checkpoint(run_dir / "checkpoints")
+    options = dict(options or {})
+    cfg = run_config(run_dir, list(overrides))
+    allowed = COMMON_OPTIONS + runner_entry(cfg.agent.runner).eval_options
+    unknown = [key for key in options if key not in allowed]
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]}=: runner {cfg.agent.runner} takes {', '.join(allowed)}")
+    name = options.pop("checkpoint", None)
+    path = run_dir / "checkpoints" / name if name else latest_checkpoint(run_dir / "checkpoints")
     if path is None or not path.is_dir():
-        raise ValueError(f"no checkpoint {checkpoint or ''} under {run_dir / 'checkpoints'}")
-
-    torch_device = resolve_device(device)
-    env = make_env(cfg.env, render_mode="rgb_array" if video else None)
-    try:
-        agent = build_agent(cfg, env.observation_space, env.action_space, 1, torch_device)
-        load_into(path, agent.state_groups(), map_location=torch_device)
-        frames: list[np.ndarray] = []
-        base_seed = (cfg.seed + EVAL_SEED_OFFSET) if seed is None else seed
-        returns = evaluate_policy(agent, env, episodes, base_seed, frames if video else None)
-    finally:
-        env.close()
-    result = {
-        "checkpoint": str(path),
-        "episodes": episodes,
-        "return_mean": float(np.mean(returns)),
-        "return_std": float(np.std(returns)),
-    }
-    if video:
-        result["video"] = str(
-            write_video(frames, run_dir / "videos" / f"{path.name}.mp4", env.metadata.get("render_fps", 30))
-        )
-    return result
+        raise ValueError(f"no checkpoint {name or ''} under {run_dir / 'checkpoints'}")
+    device = resolve_device(options.pop("device", "auto"))
+    return runner_function(cfg.agent.runner, "evaluate")(cfg, path, device, options)
 
 
 def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
@@ -98,18 +70,16 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from rl_runner.checkpoint import CheckpointError
+
     try:
-        run_dir, options = parse_arguments(list(sys.argv[1:] if argv is None else argv))
-        result = evaluate_run(run_dir, **options)
-    except (ValueError, FileNotFoundError, gym.error.Error) as error:
+        run_dir, options, overrides = parse_arguments(list(sys.argv[1:] if argv is None else argv))
+        result = evaluate_run(run_dir, options, overrides)
+    except (ValueError, FileNotFoundError, CheckpointError, gym.error.Error) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         sys.exit(2)
-    print(
-        f"{PROGRAM}: {result['episodes']} episodes from {result['checkpoint']}: "
-        f"return {result['return_mean']:.2f} +- {result['return_std']:.2f}"
-    )
-    if "video" in result:
-        print(f"{PROGRAM}: video written to {result['video']}")
+    for line in result["report"].splitlines():
+        print(f"{PROGRAM}: {line}")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ from tqdm import tqdm
 
 
 class NonFiniteLossError(RuntimeError):
-    pass
+    """A logged metric turned NaN or infinite (raised when the metrics are read back)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The run stopped on a non-finite metric; the message names the last good checkpoint."""
 
 
 class MetricAccumulator:
@@ -23,7 +27,7 @@ class MetricAccumulator:
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
-        self.count = 0
+        self.count = 0  # adds since the last pop_means
 
     def add(self, metrics: Mapping[str, torch.Tensor]) -> None:
         for name, value in metrics.items():

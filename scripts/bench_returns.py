@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO_ROOT))
 def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> Path:
     from hydra import compose, initialize_config_dir
 
-    from rl_runner.train import CONF_DIR, train
+    from rl_runner.config import CONF_DIR
+    from rl_runner.train import train
 
     overrides = [
         "agent=ddpg",

@@ -33,7 +33,8 @@ def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, compile_
     from hydra import compose, initialize_config_dir
 
     from rl_runner.logging import read_scalars
-    from rl_runner.train import CONF_DIR, train
+    from rl_runner.config import CONF_DIR
+    from rl_runner.train import train
 
     overrides = [
         "agent=ddpg",

@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from rl_runner.clock import Clock
+from rl_runner.config import compose_config
 from rl_runner.envs import make_env
-from rl_runner.runners.off_policy import build_agent
-from rl_runner.train import CONF_DIR
+from rl_runner.runners import off_policy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -35,11 +36,6 @@ TINY = [
 ]
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
-
-
 @pytest.fixture
 def tiny_config() -> Callable[..., DictConfig]:
     """``tiny_config("env=pendulum", ...)``: the real config with TINY and then the given overrides."""
@@ -52,8 +48,48 @@ def tiny_config() -> Callable[..., DictConfig]:
 
 def make_agent(cfg: DictConfig, device: str = "cpu") -> Any:
     """The configured agent for one env of the configured kind, as rl-eval builds it."""
-    env = make_env(cfg.env)
-    return build_agent(cfg, env.observation_space, env.action_space, 1, torch.device(device))
+    return off_policy.make_agent(cfg, make_env(cfg.env), torch.device(device), Clock(horizon=int(cfg.total_steps)))
+
+
+def write_series(path: Path, rows: int = 1200, seed: int = 0) -> Path:
+    """A small two-channel series with a datetime column, as a ';' CSV (SKAB's format) or a .npy file."""
+    t = np.arange(rows)
+    noise = np.random.default_rng(seed).normal(0, 0.05, (rows, 2))
+    series = np.stack([np.sin(t / 7.0), 2 * np.cos(t / 13.0) + 1], axis=1) + noise
+    if path.suffix == ".npy":
+        np.save(path, series)
+    else:
+        lines = ["datetime;vibration;pressure"]
+        lines += [f"2020-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d};{a!r};{b!r}" for i, (a, b) in enumerate(series)]
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# The dataset runner's counterpart: steps are optimiser steps on batches of windows.
+TINY_DATA = [
+    "agent=autoencoder",
+    "device=cpu",
+    "progress=false",
+    "net.hidden=16",
+    "agent.batch_size=16",
+    "agent.bottleneck=4",
+    "data.window=16",
+    "total_steps=120",
+    "log.every=20",
+    "eval.every=60",
+    "checkpoint.every=60",
+]
+
+
+@pytest.fixture
+def tiny_data_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``tiny_data_config("agent.lr=1e-2", ...)``: the autoencoder on a small CSV series, then the overrides."""
+    series = write_series(tmp_path / "series.csv")
+
+    def make(*overrides: str) -> DictConfig:
+        return compose_config(TINY_DATA + [f"data.path={series}"] + list(overrides))
+
+    return make
 
 
 def cli(*args: str) -> list[str]:

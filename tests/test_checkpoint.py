@@ -16,6 +16,7 @@ import torch
 
 from rl_runner.agents.ddpg import DDPG
 from rl_runner.checkpoint import (
+    PROGRESS_FORMAT,
     CheckpointError,
     latest_checkpoint,
     list_checkpoints,
@@ -23,8 +24,7 @@ from rl_runner.checkpoint import (
     load_state,
     save_checkpoint,
 )
-from rl_runner.logging import read_scalars
-from rl_runner.runners.off_policy import TrainingDiverged
+from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.train import train
 from tests.conftest import REPO_ROOT, cli, make_agent
 
@@ -70,8 +70,9 @@ def test_run_writes_tensorboard_tags_and_named_checkpoint_files(tiny_config, tmp
     assert [c.name for c in checkpoints] == ["step_000000000150", "step_000000000300"]
     assert {p.name for p in checkpoints[-1].iterdir()} == AGENT_FILES
     progress = load_state(checkpoints[-1], "progress")
-    assert progress["counters"]["step"] == 300 and set(progress["rng"]) >= {"python", "numpy", "torch"}
-    assert len(progress["env_state"]) == 1 and "mujoco" in progress["env_state"][0]
+    assert progress["clock"]["step"] == 300 and set(progress["rng"]) >= {"python", "numpy", "torch"}
+    assert progress["format"] == PROGRESS_FORMAT and progress["clock"]["horizon"] == 300
+    assert len(progress["loop"]["env_state"]) == 1
 
 
 def test_hparams_are_logged(tiny_config, tmp_path: Path) -> None:
@@ -264,7 +265,7 @@ def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) 
     assert process.returncode == 130, output
     stopped = latest_checkpoint(run_dir / "checkpoints")
     assert stopped is not None, output
-    stopped_step = load_state(stopped, "progress")["counters"]["step"]
+    stopped_step = load_state(stopped, "progress")["clock"]["step"]
     assert 0 < stopped_step < 200000
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
@@ -277,7 +278,7 @@ def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) 
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = latest_checkpoint(run_dir / "checkpoints")
-    assert load_state(final, "progress")["counters"]["step"] == stopped_step + 300
+    assert load_state(final, "progress")["clock"]["step"] == stopped_step + 300
     steps = [s for s, _ in read_scalars(run_dir / "tb")["charts/sps"]]
     assert steps == sorted(set(steps)), "the resumed curve repeats steps"
     assert "net.hidden=32" in (run_dir / ".hydra" / "overrides.yaml").read_text()

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import subprocess
 from pathlib import Path
 
 import pytest
 import torch.nn as nn
 
+from rl_runner.agents import RUNNER_OWNED_KEYS, agent_class, hyperparameters
 from rl_runner.config import ActionSpace, Activation, Init, Norm
 from rl_runner.networks import build_mlp, resolve_net_spec
 from rl_runner.networks.init import FANIN_FINAL_LAYER_BOUND
-from rl_runner.train import CONF_DIR, ConfigError, check_compatibility, validate_overrides
+from rl_runner.config import CONF_DIR, ConfigError, check_compatibility, validate_overrides
+from rl_runner.runners import runner_entry
 from tests.conftest import REPO_ROOT, cli, compose_config
 
 GROUPS = {
-    group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")) for group in ("agent", "env", "net", "experiment")
+    group: sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+    for group in ("agent", "env", "data", "net", "experiment")
 }
+
+
+def agent_needs(agent: str) -> str:
+    return runner_entry(compose_config([f"agent={agent}"]).agent.runner).needs
 
 
 @pytest.mark.parametrize("env", GROUPS["env"])
@@ -24,11 +33,71 @@ GROUPS = {
 def test_every_agent_env_pair_composes_and_incompatible_pairs_say_why(agent: str, env: str) -> None:
     cfg = compose_config([f"agent={agent}", f"env={env}"])
     assert cfg.agent.name == agent
-    if cfg.env.action_space in list(cfg.agent.action_spaces):
+    if agent_needs(agent) == "data":
+        with pytest.raises(ConfigError, match=f"agent={agent} learns from data, not from an environment: drop env="):
+            check_compatibility(cfg)
+    elif cfg.env.action_space in list(cfg.agent.action_spaces):
         check_compatibility(cfg)
     else:
         with pytest.raises(ConfigError, match=f"agent={agent} cannot run on env={cfg.env.id}.*actions"):
             check_compatibility(cfg)
+
+
+@pytest.mark.parametrize("data", GROUPS["data"])
+@pytest.mark.parametrize("agent", GROUPS["agent"])
+def test_agents_that_learn_from_data_need_no_env_and_the_others_no_data(agent: str, data: str) -> None:
+    cfg = compose_config([f"agent={agent}", f"data={data}", "data.path=x.csv"])
+    if agent_needs(agent) == "data":
+        assert cfg.env is None and cfg.data.source == data  # the agent's defaults drop the env group
+        check_compatibility(cfg)
+    else:
+        with pytest.raises(ConfigError, match=f"agent={agent} learns from an environment, not from data: drop data="):
+            check_compatibility(cfg)
+    if agent_needs(agent) == "env":
+        with pytest.raises(ConfigError, match="choose one with env="):
+            check_compatibility(compose_config([f"agent={agent}", "~env"]))
+
+
+def test_run_directory_names_are_one_path_component() -> None:
+    def run_dir(*overrides: str) -> str:
+        from hydra import compose, initialize_config_dir
+
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        return Path(cfg.hydra.run.dir).parent.name
+
+    assert run_dir() == "ddpg_HalfCheetah-v5"
+    assert run_dir("env.id=ALE/Breakout-v5") == "ddpg_ALE-Breakout-v5"
+    assert run_dir("agent=autoencoder", "data.path=/data/pump 3/readings.csv") == "autoencoder_readings"
+
+
+def test_every_schema_key_is_a_constructor_argument_and_the_reverse() -> None:
+    """An agent key nobody reads, or a constructor argument no YAML sets, fails here."""
+    for agent in GROUPS["agent"]:
+        cfg = compose_config([f"agent={agent}"])
+        owned = RUNNER_OWNED_KEYS["common"] | RUNNER_OWNED_KEYS[cfg.agent.runner]
+        parameters = inspect.signature(agent_class(agent).__init__).parameters
+        arguments = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in parameters.values()), agent
+        context = {"off_policy": OFF_POLICY_CONTEXT, "dataset": DATASET_CONTEXT}[cfg.agent.runner]
+        assert set(cfg.agent) - owned == arguments - context, agent
+        assert set(hyperparameters(cfg.agent)) == arguments - context
+
+
+OFF_POLICY_CONTEXT = {"net", "observation_space", "action_space", "num_envs", "device", "clock"}
+DATASET_CONTEXT = {"net", "sample_shape", "device", "clock"}
+
+
+def test_defaults_live_in_the_yaml_files_not_in_the_schemas() -> None:
+    """A schema field with a default would be a second source for it (unless null means 'inherit')."""
+    from rl_runner.config.schemas import SCHEMAS, Config
+
+    for schema in [Config, *(s for group in SCHEMAS.values() for s in group.values())]:
+        for field in dataclasses.fields(schema):
+            if field.default_factory is not dataclasses.MISSING:  # a nested group: its own fields are checked
+                continue
+            assert field.default in ("???", None), f"{schema.__name__}.{field.name} = {field.default!r}"
+    assert compose_config([]).agent.learning_starts == 25000
 
 
 @pytest.mark.parametrize("net", GROUPS["net"])
@@ -92,11 +161,21 @@ def test_overrides_from_the_brief_apply_with_their_types() -> None:
         ("device=tpu", "tpu"),
         ("env.num_envs=two", "env.num_envs"),
         ("hydra.run.dir=out/a=b", "hydra.run.dir=out/a=b"),
+        ("agent.gamma=1.5", "agent.gamma=1.5 must be in [0.0, 1.0]"),
+        ("agent.tau=0", "agent.tau=0.0 must be in (0.0, 1.0]"),
+        ("agent.batch_size=0", "agent.batch_size=0 must be positive"),
+        ("env.num_envs=0", "env.num_envs=0 must be positive"),
+        ("total_steps=-5", "total_steps=-5 must be positive"),
+        ("agent.critic_net.hidden=0", "agent.critic_net.hidden=0 must be null or at least 1"),
+        ("env=null", "env=null: a config group cannot be set to null; remove it with ~env"),
+        ("~net", "no value for net"),
+        ("agent=autoencoder", "no value for data.path"),
+        ("agent=autoencoder data.path=x data.val_fraction=1", "data.val_fraction=1.0 must be in (0.0, 1.0)"),
     ],
 )
 def test_bad_overrides_fail_with_one_line_naming_the_problem(override: str, names: str) -> None:
     with pytest.raises(ConfigError) as error:
-        validate_overrides([override])
+        validate_overrides(override.split(" "))
     assert names in str(error.value)
     assert "\n" not in str(error.value)
 
@@ -105,6 +184,17 @@ def test_every_value_of_a_sweep_is_checked() -> None:
     validate_overrides(["seed=0,1,2", "agent.tau=0.005,0.01"])
     with pytest.raises(ConfigError, match="agent.tau"):
         validate_overrides(["seed=0,1", "agent.tau=0.005,oops"])
+    with pytest.raises(ConfigError, match="agent.tau=2.0 must be in"):  # a value check, not a type check
+        validate_overrides(["seed=0,1", "agent.tau=0.005,2.0"])
+
+
+def test_values_are_checked_again_inside_the_job(tiny_config, tmp_path: Path) -> None:
+    """A sweeper may sample values the command line never showed: train() checks what it is given."""
+    from rl_runner.train import train
+
+    with pytest.raises(ConfigError, match="agent.gamma=2.0 must be in"):
+        train(tiny_config("env=pendulum", "agent.gamma=2.0"), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_cli_rejects_a_bad_override_with_one_line_and_no_run_directory(tmp_path: Path) -> None:
@@ -120,7 +210,7 @@ def test_cli_rejects_a_bad_override_with_one_line_and_no_run_directory(tmp_path:
 
 def test_cli_help_lists_groups_and_cfg_prints_the_composed_config() -> None:
     help_text = subprocess.run(cli("--help"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120).stdout
-    for group in ("agent: ddpg", "env: ", "halfcheetah", "net: mlp"):
+    for group in ("agent: autoencoder, ddpg", "env: ", "halfcheetah", "net: mlp", "data: array"):
         assert group in help_text
     printed = subprocess.run(
         cli("--cfg", "job", "net.hidden=48"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120

@@ -157,11 +157,13 @@ def test_rl_eval_reports_a_named_or_the_latest_checkpoint(tmp_path: Path) -> Non
         f"hydra.run.dir={tmp_path}",
     ]
     assert subprocess.run(cli(*args), cwd=REPO_ROOT, capture_output=True, timeout=120).returncode == 0
-    latest = evaluate_run(tmp_path, episodes=2, device="cpu")
+    latest = evaluate_run(tmp_path, {"episodes": "2", "device": "cpu"})
     assert latest["checkpoint"].endswith("step_000000000200") and latest["episodes"] == 2
     assert -2000 < latest["return_mean"] < 0 and latest["return_std"] >= 0
-    named = evaluate_run(tmp_path, episodes=2, checkpoint="step_000000000100", device="cpu")
+    named = evaluate_run(tmp_path, {"episodes": "2", "checkpoint": "step_000000000100", "device": "cpu"})
     assert named["checkpoint"].endswith("step_000000000100")
-    assert evaluate_run(tmp_path, episodes=2, device="cpu") == latest  # seeded episodes: repeatable
+    assert evaluate_run(tmp_path, {"episodes": "2", "device": "cpu"}) == latest  # seeded episodes: repeatable
     with pytest.raises(ValueError, match="no checkpoint step_7"):
-        evaluate_run(tmp_path, checkpoint="step_7")
+        evaluate_run(tmp_path, {"checkpoint": "step_7"})
+    with pytest.raises(ValueError, match="unknown option split=: runner off_policy takes"):
+        evaluate_run(tmp_path, {"split": "all"})

@@ -1,8 +1,14 @@
-"""What the runners ask of an agent. Agents implement these by shape (no base class to inherit)."""
+"""What the runners ask of an agent. Agents implement these by shape (no base class to inherit).
+
+Every agent is built by keyword: its config keys (``conf/agent/<name>.yaml`` minus the runner-owned keys
+listed in ``rl_runner.agents.RUNNER_OWNED_KEYS``) plus the run context (``net``, ``device``, ``clock`` and
+what its runner knows about the task: spaces for an env, the sample shape for a data set). A test checks
+that the keys and the constructor's arguments match both ways.
+"""
 
 from __future__ import annotations
 
-from typing import Mapping, Protocol
+from typing import Any, Mapping, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -10,26 +16,21 @@ import torch
 from rl_runner.checkpoint import Stateful
 
 
-class Replay(Stateful, Protocol):
-    """The agent's replay memory. The runner fills it; the agent samples from it in ``update``, so a
-    prioritized, n-step or episode-sequence replay needs nothing from the runner."""
+class Transition(NamedTuple):
+    """One step of every parallel env, as the runner hands it to ``OffPolicyAgent.observe``."""
 
-    capacity: int
-
-    def __len__(self) -> int: ...
-
-    def add(
-        self,
-        obs: np.ndarray,
-        actions: np.ndarray,
-        rewards: np.ndarray,
-        next_obs: np.ndarray,
-        terminated: np.ndarray,
-        truncated: np.ndarray,
-    ) -> None: ...
+    obs: np.ndarray  # [N, *obs_shape] what the agent acted on
+    actions: np.ndarray  # [N, *action_shape]
+    rewards: np.ndarray  # [N] the env's own rewards; an agent transforms (clips) its copy, never the runner's
+    next_obs: np.ndarray  # [N, *obs_shape] the real successor: the final observation where an episode ended
+    terminated: np.ndarray  # [N] bool: a terminal state, no bootstrap
+    truncated: np.ndarray  # [N] bool: cut by a time limit, still bootstraps from next_obs
+    infos: Mapping[str, Any]  # the vector env's infos (life loss in Atari, final_info, ...)
 
 
 class Agent(Protocol):
+    device: torch.device
+
     def state_groups(self) -> Mapping[str, Stateful]:
         """Everything a checkpoint must hold, one file per entry (``actor`` -> ``actor.pt``)."""
         ...
@@ -38,13 +39,19 @@ class Agent(Protocol):
 
 
 class OffPolicyAgent(Agent, Protocol):
-    replay: Replay
-    batch_size: int
-    device: torch.device
+    def replay_groups(self) -> Mapping[str, Stateful]:
+        """The large, optional part of the state (replay memory, open episodes): saved only with
+        ``checkpoint.save_replay=true``. Without it a resume refills the memory from empty."""
+        ...
 
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         """Actions for a [num_envs, ...] batch of observations. ``explore=False`` is evaluation: no
         exploration, and per-episode state (e.g. a recurrent state) separate from the training envs'."""
+        ...
+
+    def observe(self, transition: Transition) -> None:
+        """Store a step of every env. A recurrent agent stores its acting state with it here (it knows
+        what it did in ``act``); a learning-only reward transform happens here, on the agent's own copy."""
         ...
 
     def reset(self, done: np.ndarray, explore: bool = True) -> None:
@@ -52,6 +59,24 @@ class OffPolicyAgent(Agent, Protocol):
         state) of the training envs (``explore=True``) or of the evaluation episode (``explore=False``)."""
         ...
 
+    def ready_to_learn(self) -> bool:
+        """Whether the memory holds enough to learn from (checked once random warm-up actions are over)."""
+        ...
+
     def update(self) -> Mapping[str, torch.Tensor]:
         """One gradient update from the replay; returns detached scalar tensors keyed by TensorBoard tag."""
+        ...
+
+
+class DatasetAgent(Agent, Protocol):
+    def update(self, batch: torch.Tensor) -> Mapping[str, torch.Tensor]:
+        """One optimiser step on a batch of training samples [B, *sample_shape] already on the device."""
+        ...
+
+    def evaluate(self, samples: torch.Tensor) -> dict[str, float]:
+        """Metrics on held-out samples, keyed by TensorBoard tag (``eval/...``)."""
+        ...
+
+    def score(self, samples: torch.Tensor) -> torch.Tensor:
+        """One number per sample [N], higher = more anomalous (what ``rl-eval`` writes out)."""
         ...

@@ -8,25 +8,27 @@ dQ/da at a = mu(s). Exploration adds Gaussian or Ornstein-Uhlenbeck noise to mu(
 from __future__ import annotations
 
 import math
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from omegaconf import DictConfig
 
+from rl_runner.agents.base import Transition
 from rl_runner.agents.common import SoftUpdate, gradient_step, has_batch_norm, make_adam, make_target
 from rl_runner.buffers import ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
-from rl_runner.config import ExplorationNoise, NetConfig
+from rl_runner.clock import Clock
+from rl_runner.config import ExplorationNoise, MLPConfig
 from rl_runner.networks import build_mlp, resolve_net_spec
 
 
 class DeterministicActor(nn.Module):
     """mu(s): an MLP with a tanh output rescaled to the env's action bounds."""
 
-    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, spec: NetConfig) -> None:
+    def __init__(self, obs_dim: int, action_low: np.ndarray, action_high: np.ndarray, spec: MLPConfig) -> None:
         super().__init__()
         self.body = build_mlp(obs_dim, len(action_low), spec)
         low = torch.as_tensor(action_low, dtype=torch.float32)
@@ -41,7 +43,7 @@ class DeterministicActor(nn.Module):
 class QCritic(nn.Module):
     """Q(s, a): an MLP on the concatenated observation and action."""
 
-    def __init__(self, obs_dim: int, action_dim: int, spec: NetConfig) -> None:
+    def __init__(self, obs_dim: int, action_dim: int, spec: MLPConfig) -> None:
         super().__init__()
         self.body = build_mlp(obs_dim + action_dim, 1, spec)
 
@@ -96,12 +98,26 @@ class OrnsteinUhlenbeckNoise:
 class DDPG:
     def __init__(
         self,
-        cfg: DictConfig,
-        net: DictConfig,
+        *,
+        gamma: float,
+        tau: float,
+        alpha: float,
+        beta: float,
+        batch_size: int,
+        buffer_size: int,
+        learning_starts: int,
+        noise: ExplorationNoise,
+        noise_scale: float,
+        ou_theta: float,
+        actor_net: Mapping[str, Any],
+        critic_net: Mapping[str, Any],
+        compile: bool,
+        net: Mapping[str, Any],
         observation_space: gym.spaces.Space,
         action_space: gym.spaces.Space,
         num_envs: int,
         device: torch.device,
+        clock: Clock,
     ) -> None:
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"DDPG needs continuous (Box) actions, the env has {action_space}")
@@ -109,14 +125,13 @@ class DDPG:
             raise ValueError(f"DDPG's MLP needs flat vector observations, the env has {observation_space}")
         obs_dim, action_dim = observation_space.shape[0], action_space.shape[0]
         self.device = device
-        self.gamma = float(cfg.gamma)
-        self.tau = float(cfg.tau)
-        self.batch_size = int(cfg.batch_size)
+        self.clock = clock
+        self.gamma = float(gamma)
+        self.tau = float(tau)
+        self.batch_size = int(batch_size)
 
-        self.actor = DeterministicActor(
-            obs_dim, action_space.low, action_space.high, resolve_net_spec(net, cfg.actor_net)
-        )
-        self.critic = QCritic(obs_dim, action_dim, resolve_net_spec(net, cfg.critic_net))
+        self.actor = DeterministicActor(obs_dim, action_space.low, action_space.high, resolve_net_spec(net, actor_net))
+        self.critic = QCritic(obs_dim, action_dim, resolve_net_spec(net, critic_net))
         self.actor.to(device)
         self.critic.to(device)
         self.target_actor = make_target(self.actor)
@@ -127,20 +142,20 @@ class DDPG:
         ]
         self.actor_params = list(self.actor.parameters())
         self.critic_params = list(self.critic.parameters())
-        self.actor_optimizer = make_adam(self.actor_params, cfg.alpha, device)
-        self.critic_optimizer = make_adam(self.critic_params, cfg.beta, device)
+        self.actor_optimizer = make_adam(self.actor_params, alpha, device)
+        self.critic_optimizer = make_adam(self.critic_params, beta, device)
         self.actor_has_batch_norm = has_batch_norm(self.actor)
 
-        sigma = cfg.noise_scale * self.actor.action_scale
+        sigma = noise_scale * self.actor.action_scale
         self.noise = (
-            GaussianNoise(sigma)
-            if cfg.noise is ExplorationNoise.gaussian
-            else OrnsteinUhlenbeckNoise(sigma, cfg.ou_theta, num_envs)
+            GaussianNoise(sigma) if noise is ExplorationNoise.gaussian else OrnsteinUhlenbeckNoise(sigma, ou_theta, num_envs)
         )
         self.action_low = torch.as_tensor(action_space.low, device=device)
         self.action_high = torch.as_tensor(action_space.high, device=device)
-        self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, action_space.shape, device)
-        if cfg.compile:  # the losses' forward and backward become fused kernels; optimiser steps stay eager
+        self.replay = ReplayBuffer(buffer_size, observation_space.shape, action_space.shape, device)
+        # learning waits for learning_starts transitions, also when a resume without the replay refills it
+        self.min_replay = min(max(self.batch_size, int(learning_starts)), self.replay.capacity)
+        if compile:  # the losses' forward and backward become fused kernels; optimiser steps stay eager
             self._critic_loss = torch.compile(self._critic_loss)
             self._actor_loss = torch.compile(self._actor_loss)
 
@@ -161,6 +176,13 @@ class DDPG:
     def reset(self, done: np.ndarray, explore: bool = True) -> None:
         if explore:  # evaluation is deterministic: no per-episode state
             self.noise.reset(done)
+
+    def observe(self, transition: Transition) -> None:
+        t = transition
+        self.replay.add(t.obs, t.actions, t.rewards, t.next_obs, t.terminated, t.truncated)
+
+    def ready_to_learn(self) -> bool:
+        return len(self.replay) >= self.min_replay
 
     def _critic_loss(self, batch: TransitionBatch) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.no_grad():
@@ -192,6 +214,9 @@ class DDPG:
             "critic_optimizer": self.critic_optimizer,
             "exploration_noise": self.noise,
         }
+
+    def replay_groups(self) -> dict[str, Stateful]:
+        return {"replay": self.replay}
 
     def train_mode(self, training: bool) -> None:
         self.actor.train(training)

@@ -1,4 +1,9 @@
-"""Building gymnasium envs (single and vectorised) from the ``env`` config group."""
+"""Building gymnasium envs (single and vectorised) from the ``env`` config group.
+
+``make_env`` is ``gymnasium.make`` with the config's kwargs, then the ``env.wrappers`` in order (see
+``wrappers.py``), then a check that the env really has the kind of actions the config declares. Every
+failure is a ``ValueError`` naming the config key at fault.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ from functools import partial
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
-from rl_runner.config import ActionSpace, Preprocess
+from rl_runner.config import ActionSpace
+from rl_runner.envs.wrappers import apply_wrappers
 
 
 def _register_atari() -> None:
@@ -17,7 +23,7 @@ def _register_atari() -> None:
 
 
 def make_env(env_cfg: DictConfig, render_mode: str | None = None) -> gym.Env:
-    """One env with the configured preprocessing. Seeding happens at ``reset(seed=...)``."""
+    """One env with the configured wrappers. Seeding happens at ``reset(seed=...)``."""
     kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
     if env_cfg.max_episode_steps is not None:
         kwargs["max_episode_steps"] = env_cfg.max_episode_steps
@@ -29,11 +35,13 @@ def make_env(env_cfg: DictConfig, render_mode: str | None = None) -> gym.Env:
         env = gym.make(env_cfg.id, **kwargs)
     except gym.error.Error as error:
         raise ValueError(f"env.id={env_cfg.id!r} could not be made: {error}") from error
-    if env_cfg.preprocess is Preprocess.atari:
-        env = gym.wrappers.AtariPreprocessing(env, frame_skip=4, screen_size=84, grayscale_obs=True, noop_max=30)
-        env = gym.wrappers.FrameStackObservation(env, env_cfg.frame_stack)
-    _check_declared_action_space(env_cfg, env.action_space)
-    return env
+    try:
+        wrapped = apply_wrappers(env, OmegaConf.to_container(env_cfg.wrappers, resolve=True))
+        _check_declared_action_space(env_cfg, wrapped.action_space)
+    except ValueError:
+        env.close()  # an ALE env holds an emulator until closed
+        raise
+    return wrapped
 
 
 def make_vector_env(env_cfg: DictConfig) -> gym.vector.VectorEnv:
@@ -49,8 +57,8 @@ def make_vector_env(env_cfg: DictConfig) -> gym.vector.VectorEnv:
 
 def _check_declared_action_space(env_cfg: DictConfig, space: gym.Space) -> None:
     actual = ActionSpace.continuous if isinstance(space, gym.spaces.Box) else ActionSpace.discrete
-    if actual is not env_cfg.action_space:
+    declared = ActionSpace(env_cfg.action_space)  # an enum from a schema-checked config, a string otherwise
+    if actual is not declared:
         raise ValueError(
-            f"env {env_cfg.id} has {actual.value} actions but its config declares "
-            f"env.action_space={env_cfg.action_space.value}"
+            f"env {env_cfg.id} has {actual.value} actions but its config declares env.action_space={declared.value}"
         )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import Any, Mapping
 
 import torch.nn as nn
-from omegaconf import DictConfig
 
-from rl_runner.config import Activation, NetConfig, Norm
+from rl_runner.config import Activation, MLPConfig, Norm
 from rl_runner.networks.init import initialise_linear
 
-NET_FIELDS = tuple(f.name for f in fields(NetConfig))
+NET_FIELDS = tuple(f.name for f in fields(MLPConfig))
 
 ACTIVATIONS = {
     Activation.relu: nn.ReLU,
@@ -22,18 +22,20 @@ ACTIVATIONS = {
 }
 
 
-def resolve_net_spec(shared: DictConfig, override: DictConfig | None = None) -> NetConfig:
+def resolve_net_spec(shared: Mapping[str, Any], override: Mapping[str, Any] | None = None) -> MLPConfig:
     """The shared ``net`` group with the non-null fields of a per-network override on top, as plain values."""
+    if shared["name"] != "mlp":
+        raise ValueError(f"net={shared['name']} is not an MLP")
     values = {key: shared[key] for key in NET_FIELDS}
     if override is not None:
         values.update({key: value for key, value in override.items() if value is not None})
-    spec = NetConfig(**values)
+    spec = MLPConfig(**values)
     if spec.hidden < 1 or spec.depth < 0:
         raise ValueError(f"net needs hidden >= 1 and depth >= 0, got hidden={spec.hidden} depth={spec.depth}")
     return spec
 
 
-def build_mlp(in_features: int, out_features: int, spec: NetConfig) -> nn.Sequential:
+def build_mlp(in_features: int, out_features: int, spec: MLPConfig) -> nn.Sequential:
     """Linear -> [norm] -> activation, ``depth`` times, then a plain linear output layer."""
     layers: list[nn.Module] = []
     width = in_features

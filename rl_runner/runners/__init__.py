@@ -1,24 +1,36 @@
-"""Runner registry: ``agent.runner`` -> the loop that drives that kind of agent.
+"""Runner registry: ``agent.runner`` -> the loop that drives that kind of agent, and what it needs.
 
-A runner is ``run(cfg, run_dir, device, resume_from) -> summary dict``.
+Each runner module provides ``run(cfg, run_dir, device, resume_from) -> summary`` (training, through the
+shared skeleton in ``runners/base.py``) and ``evaluate(cfg, checkpoint, device, options) -> result``
+(``rl-eval``). ``needs`` is checked against the composed config before anything runs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable
-
-import torch
-from omegaconf import DictConfig
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from rl_runner.registry import resolve_entry
 
-RunnerFunction = Callable[[DictConfig, Path, torch.device, "Path | None"], dict]
+
+@dataclass(frozen=True)
+class RunnerEntry:
+    module: str
+    needs: Literal["env", "data"]  # an env group or a data group
+    eval_options: tuple[str, ...]  # rl-eval's key=value options besides checkpoint= and device=
+
 
 RUNNERS = {
-    "off_policy": "rl_runner.runners.off_policy:run_off_policy",
+    "off_policy": RunnerEntry("rl_runner.runners.off_policy", needs="env", eval_options=("episodes", "video", "seed")),
+    "dataset": RunnerEntry("rl_runner.runners.dataset", needs="data", eval_options=()),
 }
 
 
-def runner_function(name: str) -> RunnerFunction:
-    return resolve_entry(RUNNERS, name, "agent.runner")
+def runner_entry(name: str) -> RunnerEntry:
+    if name not in RUNNERS:
+        raise ValueError(f"unknown agent.runner={name!r}; known: {', '.join(sorted(RUNNERS))}")
+    return RUNNERS[name]
+
+
+def runner_function(name: str, function: Literal["run", "evaluate"]) -> Any:
+    return resolve_entry({name: f"{runner_entry(name).module}:{function}"}, name, "agent.runner")

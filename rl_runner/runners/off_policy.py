@@ -1,54 +1,36 @@
 """The environment loop for off-policy agents (DDPG now; Rainbow and DRQN plug in through the same protocol).
 
-The runner owns cadence: random warm-up actions, how many updates per transition, logging, evaluation,
-checkpoints and stopping. The agent owns the algorithm: acting, its replay memory and its update.
+One step of this loop is one step of every parallel env: random warm-up actions or the agent's, the
+transitions (with the env's infos and the real final observations) handed to ``agent.observe``, then as
+many updates as ``agent.updates_per_step`` has accrued once the agent is ready to learn. The skeleton in
+``runners/base.py`` does the rest. The runner logs the env's own rewards; what the agent learns from is
+its business.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rl_runner.agents import agent_class
-from rl_runner.agents.base import OffPolicyAgent
-from rl_runner.checkpoint import checkpoint_name, latest_checkpoint, load_into, load_state, save_checkpoint
+from rl_runner.agents import build_agent
+from rl_runner.agents.base import OffPolicyAgent, Transition
+from rl_runner.checkpoint import Stateful, load_into
+from rl_runner.clock import Clock
 from rl_runner.envs import make_env, make_vector_env, restore_vector_env_state, vector_env_state
 from rl_runner.envs.state import UnsupportedEnvState
-from rl_runner.logging import MetricAccumulator, NonFiniteLossError, RunLogger
-from rl_runner.runtime import StopSignals, restore_rng_state, rng_state
+from rl_runner.logging import MetricAccumulator, RunLogger
+from rl_runner.runners.base import RunContext, RunSkeleton
 
 log = logging.getLogger(__name__)
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training episodes
-
-
-class TrainingDiverged(RuntimeError):
-    pass
-
-
-@dataclass
-class Progress:
-    """The loop's counters; saved as part of ``progress.pt``."""
-
-    step: int = 0  # environment transitions so far, summed over parallel envs
-    episodes: int = 0
-    updates: int = 0
-    update_credit: float = 0.0  # fractional updates owed (updates_per_step may be below 1)
-    train_seconds: float = 0.0
-    recent_returns: list[float] = field(default_factory=list)
-    last_eval: dict[str, float] = field(default_factory=dict)
-
-
-def crossed(step: int, previous_step: int, every: int) -> bool:
-    """True when a multiple of ``every`` lies in (previous_step, step]: cadence that works for any num_envs."""
-    return every > 0 and step // every > previous_step // every
+RECENT_EPISODES = 10  # training returns averaged in the summary
 
 
 def random_actions(space: gym.spaces.Space, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -83,176 +65,125 @@ def evaluate_policy(
     return returns
 
 
-def build_agent(
-    cfg: DictConfig,
-    observation_space: gym.spaces.Space,
-    action_space: gym.spaces.Space,
-    num_envs: int,
-    device: torch.device,
+def make_agent(
+    cfg: DictConfig, env: gym.Env | gym.vector.VectorEnv, device: torch.device, clock: Clock
 ) -> OffPolicyAgent:
-    return agent_class(cfg.agent.name)(cfg.agent, cfg.net, observation_space, action_space, num_envs, device)
+    """The configured agent for this env (a single env or a vector env of ``env.num_envs`` copies)."""
+    vector = isinstance(env, gym.vector.VectorEnv)
+    return build_agent(
+        cfg.agent,
+        net=cfg.net,
+        observation_space=env.single_observation_space if vector else env.observation_space,
+        action_space=env.single_action_space if vector else env.action_space,
+        num_envs=env.num_envs if vector else 1,
+        device=device,
+        clock=clock,
+    )
 
 
-def run_off_policy(cfg: DictConfig, run_dir: Path, device: torch.device, resume_from: Path | None) -> dict:
+def run(cfg: DictConfig, context: RunContext) -> dict:
     envs = make_vector_env(cfg.env)
     eval_env = make_env(cfg.env)
     try:
-        agent = build_agent(cfg, envs.single_observation_space, envs.single_action_space, envs.num_envs, device)
-        loop = OffPolicyLoop(cfg, run_dir, agent, envs, eval_env)
-        loop.start(resume_from)
-        return loop.run()
+        clock = Clock(horizon=int(cfg.total_steps))
+        agent = make_agent(cfg, envs, context.device, clock)
+        skeleton = RunSkeleton(cfg, context, agent, EnvLoop(cfg, agent, envs, eval_env, clock), clock)
+        skeleton.start()
+        return skeleton.run()
     finally:
         envs.close()
         eval_env.close()
 
 
-class OffPolicyLoop:
+class EnvLoop:
     def __init__(
-        self, cfg: DictConfig, run_dir: Path, agent: OffPolicyAgent, envs: gym.vector.VectorEnv, eval_env: gym.Env
+        self, cfg: DictConfig, agent: OffPolicyAgent, envs: gym.vector.VectorEnv, eval_env: gym.Env, clock: Clock
     ) -> None:
-        self.cfg = cfg
-        self.checkpoint_dir = run_dir / "checkpoints"
-        self.tb_dir = run_dir / "tb"
         self.agent = agent
         self.envs = envs
         self.eval_env = eval_env
+        self.clock = clock
         self.num_envs = envs.num_envs
-        self.progress = Progress()
+        self.seed = int(cfg.seed)
+        self.learning_starts = int(cfg.agent.learning_starts)
+        self.updates_per_step = float(cfg.agent.updates_per_step)
+        self.eval_episodes = int(cfg.eval.episodes)
         self.rng = np.random.default_rng(cfg.seed)  # warm-up actions
         self.obs: np.ndarray | None = None
         self.episode_returns = np.zeros(self.num_envs)
         self.episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
+        self.episodes = 0
+        self.recent_returns: list[float] = []
+        self.update_credit = 0.0  # fractional updates owed (updates_per_step may be below 1)
 
-    # ---------------------------------------------------------------- start and checkpoints
-    def start(self, resume_from: Path | None) -> None:
-        checkpoint = latest_checkpoint(resume_from / "checkpoints") if resume_from is not None else None
-        if resume_from is not None and checkpoint is None:
-            raise FileNotFoundError(f"resume={resume_from}: no checkpoint under {resume_from / 'checkpoints'}")
-        if checkpoint is None:
-            self.obs, _ = self.envs.reset(seed=self.cfg.seed)
+    # ---------------------------------------------------------------- state
+    def begin(self, saved: dict | None) -> None:
+        if saved is None:
+            self.obs, _ = self.envs.reset(seed=self.seed)
             return
-        log.info("resuming from %s", checkpoint)
-        load_into(checkpoint, self.agent.state_groups(), map_location=self.agent.device)
-        if (checkpoint / "replay.pt").exists():
-            self.agent.replay.load_state_dict(load_state(checkpoint, "replay", self.agent.device))
-        else:
-            log.warning(
-                "%s holds no replay buffer (checkpoint.save_replay=false): the buffer refills from empty", checkpoint
-            )
-        saved = load_state(checkpoint, "progress")
-        self.progress = Progress(**saved["counters"])
+        self.episodes, self.recent_returns = saved["episodes"], list(saved["recent_returns"])
+        self.update_credit = saved["update_credit"]
         self.rng.bit_generator.state = saved["warmup_rng"]
-        restore_rng_state(saved["rng"])
         try:
             if saved["env_state"] is None:
-                raise UnsupportedEnvState("the checkpoint holds no env state")
+                raise UnsupportedEnvState(saved["env_state_missing"])
             restore_vector_env_state(self.envs, saved["env_state"])
             self.obs = saved["obs"]
             self.episode_returns = saved["episode_returns"]
             self.episode_lengths = saved["episode_lengths"]
         except UnsupportedEnvState as reason:
             log.warning("cannot continue the interrupted episodes (%s): starting new ones", reason)
-            self.obs, _ = self.envs.reset(seed=self.cfg.seed + self.progress.step)
+            self.obs, _ = self.envs.reset(seed=self.seed + self.clock.step)
             self.agent.reset(np.ones(self.num_envs, dtype=bool))
 
-    def save(self) -> Path:
+    def state_dict(self) -> dict:
         try:
-            env_state = vector_env_state(self.envs)
-        except UnsupportedEnvState:
-            env_state = None
-        states = {name: group.state_dict() for name, group in self.agent.state_groups().items()}
-        states["progress"] = {
-            "counters": asdict(self.progress),
-            "rng": rng_state(),
+            env_state, missing = vector_env_state(self.envs), None
+        except UnsupportedEnvState as reason:
+            env_state, missing = None, str(reason)
+        return {
+            "episodes": self.episodes,
+            "recent_returns": list(self.recent_returns),
+            "update_credit": self.update_credit,
             "warmup_rng": self.rng.bit_generator.state,
             "env_state": env_state,
+            "env_state_missing": missing,
             "obs": self.obs,
             "episode_returns": self.episode_returns,
             "episode_lengths": self.episode_lengths,
         }
-        if self.cfg.checkpoint.save_replay:
-            states["replay"] = self.agent.replay.state_dict()
-        return save_checkpoint(self.checkpoint_dir, self.progress.step, states, keep=self.cfg.checkpoint.keep)
 
-    # ---------------------------------------------------------------- the loop
-    def run(self) -> dict:
-        cfg, agent, progress = self.cfg, self.agent, self.progress
-        total_steps = int(cfg.total_steps)
-        learning_starts = int(cfg.agent.learning_starts)
-        updates_per_step = float(cfg.agent.updates_per_step)
-        # normally reached at learning_starts; after a resume without a saved replay, the buffer refills first
-        min_replay = min(max(int(agent.batch_size), learning_starts), agent.replay.capacity)
-        log_every, eval_every, checkpoint_every = int(cfg.log.every), int(cfg.eval.every), int(cfg.checkpoint.every)
-        metrics = MetricAccumulator()
-        logger = RunLogger(self.tb_dir, total_steps, progress.step, show_progress=cfg.progress)
-        interval_start, interval_step = time.perf_counter(), progress.step
-        try:
-            with StopSignals() as signals:
-                while progress.step < total_steps and signals.received is None:
-                    previous_step = progress.step
-                    self._collect(explore_randomly=previous_step < learning_starts, logger=logger)
-                    if progress.step >= learning_starts and len(agent.replay) >= min_replay:
-                        progress.update_credit += self.num_envs * updates_per_step
-                        while progress.update_credit >= 1.0:
-                            metrics.add(agent.update())
-                            progress.update_credit -= 1.0
-                            progress.updates += 1
+    def optional_groups(self) -> Mapping[str, Stateful]:
+        return self.agent.replay_groups()
 
-                    logger.advance(self.num_envs)
-                    if crossed(progress.step, previous_step, log_every):
-                        now = time.perf_counter()
-                        sps = (progress.step - interval_step) / (now - interval_start)
-                        progress.train_seconds += now - interval_start
-                        interval_start, interval_step = now, progress.step
-                        self._flush(metrics, logger, {"charts/sps": sps, "charts/updates": progress.updates})
-                    if crossed(progress.step, previous_step, eval_every):
-                        self._evaluate(logger)
-                    if crossed(progress.step, previous_step, checkpoint_every):
-                        self._flush(metrics, logger)
-                        self.save()
-                # still inside the signal handler: a Ctrl-C during the final evaluation cannot skip the save
-                progress.train_seconds += time.perf_counter() - interval_start
-                self._flush(metrics, logger)
-                if (
-                    signals.received is None
-                    and cfg.eval.episodes > 0
-                    and progress.last_eval.get("step") != progress.step
-                ):
-                    self._evaluate(logger)
-                latest = latest_checkpoint(self.checkpoint_dir)
-                already_saved = latest is not None and latest.name == checkpoint_name(progress.step)
-                checkpoint = latest if already_saved else self.save()
-                interrupted_by = signals.received
-            summary = self._summary(checkpoint, interrupted_by)
-            if interrupted_by is None:  # a resumed run reports its hyperparameters once, when it finishes
-                logger.hparams(cfg, summary, progress.step)
-            return summary
-        except NonFiniteLossError as error:
-            last_good = latest_checkpoint(self.checkpoint_dir)
-            raise TrainingDiverged(
-                f"training diverged at step {progress.step}: {error}; last good checkpoint: {last_good or 'none'}"
-            ) from error
-        finally:
-            logger.close()
+    # ---------------------------------------------------------------- one step
+    def advance(self, metrics: MetricAccumulator, logger: RunLogger) -> None:
+        warming_up = self.clock.step < self.learning_starts
+        self._collect(explore_randomly=warming_up, logger=logger)
+        if self.clock.step >= self.learning_starts and self.agent.ready_to_learn():
+            self.update_credit += self.num_envs * self.updates_per_step
+            while self.update_credit >= 1.0:
+                metrics.add(self.agent.update())
+                self.update_credit -= 1.0
 
     def _collect(self, explore_randomly: bool, logger: RunLogger) -> None:
-        """One step of every env; the transitions go to the agent's replay."""
         if explore_randomly:
             actions = random_actions(self.envs.single_action_space, self.rng, self.num_envs)
         else:
             actions = self.agent.act(self.obs, explore=True)
         next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
         done = terminated | truncated
-        stored_next_obs = next_obs
-        if done.any():  # SAME_STEP autoreset: next_obs already starts a new episode there
-            stored_next_obs = next_obs.copy()
-            for index in np.flatnonzero(done):
-                stored_next_obs[index] = infos["final_obs"][index]
-        self.agent.replay.add(self.obs, actions, rewards, stored_next_obs, terminated, truncated)
-        self.obs = next_obs
-        self.progress.step += self.num_envs
+        # the env's own rewards, counted before the agent sees (and may transform) them
         self.episode_returns += rewards
         self.episode_lengths += 1
+        real_next_obs = next_obs
+        if done.any():  # SAME_STEP autoreset: next_obs already starts a new episode there
+            real_next_obs = next_obs.copy()
+            for index in np.flatnonzero(done):
+                real_next_obs[index] = infos["final_obs"][index]
+        self.agent.observe(Transition(self.obs, actions, rewards, real_next_obs, terminated, truncated, infos))
+        self.obs = next_obs
+        self.clock.step += self.num_envs
         if done.any():
             self._finish_episodes(done, logger)
             self.agent.reset(done)
@@ -262,41 +193,65 @@ class OffPolicyLoop:
             episode_return = float(self.episode_returns[index])
             logger.scalars(
                 {"train/episode_return": episode_return, "train/episode_length": int(self.episode_lengths[index])},
-                self.progress.step,
+                self.clock.step,
             )
-            self.progress.episodes += 1
-            self.progress.recent_returns = (self.progress.recent_returns + [episode_return])[-10:]
+            self.episodes += 1
+            self.recent_returns = (self.recent_returns + [episode_return])[-RECENT_EPISODES:]
         self.episode_returns[done] = 0.0
         self.episode_lengths[done] = 0
 
-    def _flush(self, metrics: MetricAccumulator, logger: RunLogger, extra: dict[str, float] | None = None) -> None:
-        means = metrics.pop_means()  # raises NonFiniteLossError before anything is saved
-        logger.scalars({**means, **(extra or {})}, self.progress.step)
-        summary = {"sps": extra["charts/sps"]} if extra else {}
-        if self.progress.recent_returns:
-            summary["return"] = self.progress.recent_returns[-1]
-        logger.advance(0, summary)
+    # ---------------------------------------------------------------- evaluation and reports
+    def evaluate(self) -> dict[str, float]:
+        if self.eval_episodes <= 0:
+            return {}
+        returns = evaluate_policy(self.agent, self.eval_env, self.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET)
+        return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}
 
-    def _evaluate(self, logger: RunLogger) -> None:
-        episodes = int(self.cfg.eval.episodes)
-        if episodes <= 0:
-            return
-        returns = evaluate_policy(self.agent, self.eval_env, episodes, seed=self.cfg.seed + EVAL_SEED_OFFSET)
-        result = {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}
-        logger.scalars(result, self.progress.step)
-        self.progress.last_eval = {**result, "step": self.progress.step}
-
-    def _summary(self, checkpoint: Path, interrupted_by: int | None) -> dict:
-        progress = self.progress
-        summary: dict = {
-            "step": progress.step,
-            "episodes": progress.episodes,
-            "updates": progress.updates,
-            "sps": progress.step / progress.train_seconds if progress.train_seconds > 0 else 0.0,
-            "checkpoint": str(checkpoint),
-            "interrupted": interrupted_by is not None,
-        }
-        if progress.recent_returns:
-            summary["train/return_mean_last10"] = float(np.mean(progress.recent_returns))
-        summary.update({k: v for k, v in progress.last_eval.items() if k != "step"})
+    def summary(self) -> dict:
+        summary: dict[str, Any] = {"episodes": self.episodes}
+        if self.recent_returns:
+            summary["train/return_mean_last10"] = float(np.mean(self.recent_returns))
         return summary
+
+    def status(self) -> dict[str, float]:
+        return {"return": self.recent_returns[-1]} if self.recent_returns else {}
+
+
+# -------------------------------------------------------------------- rl-eval
+def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
+    """Deterministic-policy episodes from a checkpoint: ``episodes=N`` (10), ``seed=N``, ``video=true``."""
+    import os
+
+    from rl_runner.evaluate import write_video
+
+    episodes = int(options.get("episodes", 10))
+    video = options.get("video", "false").lower() in ("1", "true", "yes")
+    seed = int(options["seed"]) if "seed" in options else cfg.seed + EVAL_SEED_OFFSET
+    if episodes < 1:
+        raise ValueError(f"episodes={episodes}: must be at least 1")
+    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before MuJoCo loads
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
+    env = make_env(cfg.env, render_mode="rgb_array" if video else None)
+    try:
+        # evaluation must not depend on time: a trained policy is played as at the end of its schedules
+        clock = Clock(horizon=int(cfg.total_steps), step=int(cfg.total_steps))
+        agent = make_agent(cfg, env, device, clock)
+        load_into(checkpoint, agent.state_groups(), map_location=device)
+        frames: list[np.ndarray] = []
+        returns = evaluate_policy(agent, env, episodes, seed, frames if video else None)
+    finally:
+        env.close()
+    result: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "episodes": episodes,
+        "return_mean": float(np.mean(returns)),
+        "return_std": float(np.std(returns)),
+    }
+    summary = f"{episodes} episodes from {checkpoint}: return {result['return_mean']:.2f} +- {result['return_std']:.2f}"
+    if video:
+        path = checkpoint.parents[1] / "videos" / f"{checkpoint.name}.mp4"
+        result["video"] = str(write_video(frames, path, env.metadata.get("render_fps", 30)))
+        summary += f"\nvideo written to {result['video']}"
+    result["report"] = summary
+    return result
+

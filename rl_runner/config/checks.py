@@ -1,0 +1,101 @@
+"""Checks of a composed config that Hydra's type checks cannot make: value bounds, missing values, and
+whether the chosen agent, env or data source and net can work together. Each failure is one line.
+
+``check_config`` runs twice: on the command line for every value of a sweep, before Hydra creates a run
+directory, and inside every job (a sweeper may sample values the command line never showed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+
+class ConfigError(ValueError):
+    """A bad command line or an impossible combination; reported as one line."""
+
+
+def _missing_keys(node: DictConfig | ListConfig, prefix: str) -> list[str]:
+    keys = node.keys() if isinstance(node, DictConfig) else range(len(node))
+    missing = []
+    for key in keys:
+        path = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            missing.append(path)
+        else:
+            child = node._get_node(key)
+            if isinstance(child, (DictConfig, ListConfig)) and not child._is_none():
+                missing += _missing_keys(child, f"{path}.")
+    return missing
+
+
+def _bound_violations(node: DictConfig, prefix: str) -> list[str]:
+    problems = []
+    schema = OmegaConf.get_type(node)
+    checks = (
+        {f.name: f.metadata["check"] for f in dataclasses.fields(schema) if "check" in f.metadata}
+        if dataclasses.is_dataclass(schema)
+        else {}
+    )
+    for key in node.keys():
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_none():
+            problems += _bound_violations(child, f"{prefix}{key}.")
+        elif key in checks:
+            value = node[key]
+            problem = checks[key](value) if isinstance(value, (int, float)) or value is None else None
+            if problem:
+                problems.append(f"{prefix}{key}={value} {problem}")
+    return problems
+
+
+def check_values(cfg: DictConfig) -> None:
+    """Every value set, and every bounded value within its bounds."""
+    missing = _missing_keys(cfg, "")
+    if missing:
+        raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
+    problems = _bound_violations(cfg, "")
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+def check_compatibility(cfg: DictConfig) -> None:
+    """The agent's runner gets what it needs (an env or a data source), of a kind the agent can use."""
+    from rl_runner.runners import runner_entry
+
+    agent = cfg.agent
+    try:
+        entry = runner_entry(agent.runner)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    if cfg.net.name not in list(agent.nets):
+        raise ConfigError(f"agent={agent.name} cannot build net={cfg.net.name}; it builds {', '.join(agent.nets)}")
+    if entry.needs == "env":
+        if cfg.env is None:
+            raise ConfigError(f"agent={agent.name} learns from an environment: choose one with env=...")
+        if cfg.data is not None:
+            raise ConfigError(f"agent={agent.name} learns from an environment, not from data: drop data=...")
+        supported = list(agent.action_spaces)
+        if cfg.env.action_space not in supported:
+            names = ", ".join(space.value for space in supported)
+            raise ConfigError(
+                f"agent={agent.name} cannot run on env={cfg.env.id}: it has {cfg.env.action_space.value} actions "
+                f"and {agent.name} supports only {names} actions"
+            )
+    else:
+        if cfg.data is None:
+            raise ConfigError(f"agent={agent.name} learns from a data set: choose one with data=...")
+        if cfg.env is not None:
+            raise ConfigError(f"agent={agent.name} learns from data, not from an environment: drop env={cfg.env.id}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    from rl_runner.runtime import resolve_device
+
+    check_values(cfg)
+    check_compatibility(cfg)
+    try:
+        resolve_device(cfg.device)  # a malformed or unavailable device
+    except ValueError as error:
+        raise ConfigError(str(error)) from error

@@ -1,0 +1,115 @@
+"""Composing configs outside ``@hydra.main``: the command line's up-front check, a run's saved overrides
+(``rl-train resume=``, ``rl-eval``) and the tests all go through here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from rl_runner.config.checks import ConfigError, check_config
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # a link to the top-level conf/ in the source tree
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """The job config for these overrides, as ``rl-train`` would compose it (no checks beyond Hydra's)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+def saved_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides a run was made with (without ``resume=``), from its ``.hydra/``."""
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    if not saved_file.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory (no .hydra/overrides.yaml)")
+    return [o for o in yaml.safe_load(saved_file.read_text()) or [] if not o.startswith("resume=")]
+
+
+def run_config(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
+    """A run's config, re-composed from its saved overrides (so every schema check applies), plus new ones."""
+    overrides = saved_overrides(run_dir) + list(overrides)
+    try:
+        cfg = compose_config(overrides)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(f"{run_dir}: {describe_error(error)}") from error
+    check_config(cfg)
+    return cfg
+
+
+def resume_arguments(run_dir: str, overrides: list[str]) -> list[str]:
+    """The original run's overrides, then the new ones, then the directory to continue in."""
+    path = Path(run_dir).expanduser().resolve()
+    saved = saved_overrides(path)
+    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return saved + overrides + [f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
+
+
+# ------------------------------------------------------------------------- the command line's check
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+def describe_error(error: BaseException) -> str:
+    """Hydra and OmegaConf errors span several lines; keep the parts that name the problem."""
+    parts = [_first_line(error)]
+    cause = error.__cause__ or error.__context__
+    if cause is not None and _first_line(cause) not in parts[0]:
+        parts.append(_first_line(cause))
+    key = getattr(cause, "full_key", None) or getattr(error, "full_key", None)
+    if key and key not in " ".join(parts):
+        parts.append(f"key: {key}")
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Available options")]
+    if starts:  # "Available options in 'agent':" followed by one option per line
+        options = [line for line in lines[starts[0] + 1 :] if " " not in line]
+        parts.append(f"{lines[starts[0]]} {', '.join(options)}")
+    return ": ".join(part.rstrip(".") for part in parts)
+
+
+def _override_variants(overrides: list[str]) -> list[list[str]]:
+    """Each sweep value once, the others at their first value: every value of a sweep gets checked."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    choices = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed]
+    keys = [o.get_key_element() for o in parsed]
+
+    def line(index: int, value: str) -> str:
+        return value if not parsed[index].is_sweep_override() else f"{keys[index]}={value}"
+
+    base = [line(i, values[0]) for i, values in enumerate(choices)]
+    variants = [base]
+    for i, values in enumerate(choices):
+        for value in values[1:]:
+            variants.append(base[:i] + [line(i, value)] + base[i + 1 :])
+    return variants
+
+
+def validate_overrides(overrides: list[str]) -> None:
+    """Compose and check the config for these overrides (each sweep value too); raise ConfigError on any problem."""
+    parser = OverridesParser.create()
+    for override in overrides:  # grammar of each, hydra.* included, so the message can name it
+        try:
+            (parsed,) = parser.parse_overrides([override])
+        except HydraException as error:
+            raise ConfigError(
+                f"cannot parse override {override!r}: {_first_line(error)} (quote values with '=' or ',')"
+            ) from error
+        key = parsed.get_key_element()
+        if (CONF_DIR / key).is_dir() and parsed.value() is None and not parsed.is_delete():
+            raise ConfigError(f"{override}: a config group cannot be set to null; remove it with ~{key}")
+    own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    try:
+        variants = _override_variants(own)
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            for variant in variants:
+                check_config(compose(config_name="config", overrides=variant))
+    except ConfigError:
+        raise
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        raise ConfigError(describe_error(error)) from error

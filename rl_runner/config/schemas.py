@@ -1,0 +1,285 @@
+"""Config schemas, registered in Hydra's ConfigStore under ``schema/<group>/<name>``.
+
+Every YAML file under ``conf/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``, so Hydra
+checks each key and type against these dataclasses while composing: a typo or a wrong type fails before a
+run directory exists. The schemas hold types and value bounds only; every default lives in a YAML file
+(a key a YAML file forgets is reported as missing, never silently filled in from here).
+
+Bounds are field metadata (``positive()``, ``at_least(0)``, ``within(0, 1)``): OmegaConf does not run
+``__post_init__`` on merged overrides, so ``rl_runner.config.checks.check_values`` walks the composed
+config and applies them as an explicit step, on the command line and again inside every job.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Callable, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, OmegaConf
+
+# ------------------------------------------------------------------------------------------- bounds
+Check = Callable[[Any], "str | None"]  # returns what is wrong with a value, or None
+
+
+def _checked(check: Check, default: Any = MISSING) -> Any:
+    return field(default=default, metadata={"check": check})
+
+
+def positive() -> Any:
+    return _checked(lambda v: None if v > 0 else "must be positive")
+
+
+def at_least(low: float) -> Any:
+    return _checked(lambda v: None if v >= low else f"must be at least {low}")
+
+
+def within(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
+    """low <= v <= high; an open end excludes its bound."""
+
+    def check(value: float) -> str | None:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if above and below and math.isfinite(value):
+            return None
+        return f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+    return _checked(check)
+
+
+def optional_at_least(low: int, default: Any = MISSING) -> Any:
+    return _checked(lambda v: None if v is None or v >= low else f"must be null or at least {low}", default)
+
+
+# ------------------------------------------------------------------------------------------- choices
+class Norm(Enum):
+    none = "none"
+    layer = "layer"
+    batch = "batch"
+
+
+class Init(Enum):
+    default = "default"
+    he = "he"
+    xavier = "xavier"
+    orthogonal = "orthogonal"
+    fanin_uniform = "fanin_uniform"
+
+
+class Activation(Enum):
+    relu = "relu"
+    tanh = "tanh"
+    elu = "elu"
+    leaky_relu = "leaky_relu"
+    gelu = "gelu"
+    silu = "silu"
+
+
+class ActionSpace(Enum):
+    continuous = "continuous"
+    discrete = "discrete"
+
+
+class ExplorationNoise(Enum):
+    gaussian = "gaussian"
+    ou = "ou"
+
+
+class MatmulPrecision(Enum):
+    highest = "highest"  # true float32
+    high = "high"  # TF32 on Ampere+ GPUs
+    medium = "medium"  # bf16 inner products on GPUs and on CPUs with bf16 support (oneDNN)
+
+
+class Direction(Enum):
+    max = "max"
+    min = "min"
+
+
+class LRSchedule(Enum):
+    constant = "constant"
+    linear = "linear"  # to zero at the end of the schedule horizon
+    cosine = "cosine"  # half a cosine to zero at the end of the schedule horizon
+
+
+class Scaling(Enum):
+    none = "none"
+    standard = "standard"  # zero mean, unit variance per channel, fitted on the training split only
+
+
+# ------------------------------------------------------------------------------------------- net
+@dataclass
+class MLPConfig:
+    name: str = MISSING  # the net option; agents list the ones they can build in agent.nets
+    hidden: int = positive()
+    depth: int = at_least(0)
+    norm: Norm = MISSING
+    init: Init = MISSING
+    activation: Activation = MISSING
+
+
+@dataclass
+class NetOverride:
+    """Per-network changes to the shared ``net`` group; a field left null inherits from ``net``."""
+
+    hidden: Optional[int] = optional_at_least(1, default=None)
+    depth: Optional[int] = optional_at_least(0, default=None)
+    norm: Optional[Norm] = None
+    init: Optional[Init] = None
+    activation: Optional[Activation] = None
+
+
+# ------------------------------------------------------------------------------------------- agents
+@dataclass
+class ObjectiveConfig:
+    """The number a sweeper optimises: a metric of the run summary and which way is better."""
+
+    metric: str = MISSING
+    direction: Direction = MISSING
+
+
+@dataclass
+class AgentConfig:
+    name: str = MISSING
+    runner: str = MISSING  # the loop that drives this agent (rl_runner/runners/__init__.py)
+    nets: List[str] = MISSING  # the net options this agent can build
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+
+
+@dataclass
+class OffPolicyAgentConfig(AgentConfig):
+    action_spaces: List[ActionSpace] = MISSING  # what it can act in: an impossible env fails up front
+    gamma: float = within(0.0, 1.0)
+    batch_size: int = positive()
+    buffer_size: int = positive()
+    learning_starts: int = at_least(0)  # environment transitions of uniform random actions before learning
+    updates_per_step: float = positive()  # gradient updates per environment transition; fractions allowed
+    compile: bool = MISSING  # torch.compile the loss computations (slower on small CPU nets; meant for GPUs)
+
+
+@dataclass
+class DDPGConfig(OffPolicyAgentConfig):
+    alpha: float = positive()  # actor learning rate
+    beta: float = positive()  # critic learning rate
+    tau: float = within(0.0, 1.0, low_open=True)
+    noise: ExplorationNoise = MISSING
+    noise_scale: float = at_least(0.0)  # standard deviation, as a fraction of half the action range
+    ou_theta: float = at_least(0.0)
+    actor_net: NetOverride = field(default_factory=NetOverride)
+    critic_net: NetOverride = field(default_factory=NetOverride)
+
+
+@dataclass
+class DatasetAgentConfig(AgentConfig):
+    batch_size: int = positive()  # windows per optimiser step; the dataset loop draws the batches
+
+
+@dataclass
+class AutoencoderConfig(DatasetAgentConfig):
+    lr: float = positive()
+    lr_schedule: LRSchedule = MISSING
+    weight_decay: float = at_least(0.0)
+    bottleneck: int = positive()
+
+
+# ------------------------------------------------------------------------------------------- env and data
+@dataclass
+class EnvConfig:
+    id: str = MISSING  # gymnasium id
+    action_space: ActionSpace = MISSING  # declared so an impossible agent x env pair fails before a run starts
+    num_envs: int = positive()
+    max_episode_steps: Optional[int] = optional_at_least(1)  # null keeps the env's registered limit
+    # observation/action wrappers applied in order, name -> keyword arguments (rl_runner/envs/wrappers.py)
+    wrappers: Dict[str, Dict[str, Any]] = MISSING
+    kwargs: Dict[str, Any] = MISSING  # passed to gymnasium.make
+
+
+@dataclass
+class DataConfig:
+    source: str = MISSING  # the loader (rl_runner/data/__init__.py)
+
+
+@dataclass
+class ArrayDataConfig(DataConfig):
+    """A numeric series from a .npy or .csv file, cut into sliding windows."""
+
+    path: str = MISSING
+    columns: List[str] = MISSING  # CSV columns to use; empty = every numeric column
+    window: int = positive()  # rows per window
+    stride: int = positive()  # rows between window starts
+    val_fraction: float = within(0.0, 1.0, low_open=True, high_open=True)  # the series' last part, kept out of training
+    scaling: Scaling = MISSING
+
+
+# ------------------------------------------------------------------------------------------- the run
+@dataclass
+class EvalConfig:
+    every: int = at_least(0)  # steps between evaluations; 0 disables periodic evaluation
+    episodes: int = at_least(0)  # env runs: episodes per evaluation
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = at_least(0)  # steps between checkpoints; one is always written at the end
+    keep: int = at_least(0)  # newest checkpoints kept; 0 keeps all
+    save_replay: bool = MISSING
+
+
+@dataclass
+class LogConfig:
+    every: int = positive()  # steps between scalar flushes to TensorBoard
+
+
+@dataclass
+class Config:
+    agent: Any = MISSING
+    env: Any = None  # an EnvConfig for runners that step an env, absent for dataset runs
+    data: Any = None  # a DataConfig for dataset runs
+    net: Any = MISSING
+    seed: int = at_least(0)
+    device: str = MISSING  # auto | cpu | cuda | cuda:N
+    total_steps: int = positive()  # env transitions (summed over envs), or optimiser steps for dataset runs
+    matmul_precision: MatmulPrecision = MISSING
+    progress: bool = MISSING
+    resume: Optional[str] = None  # a run directory to continue
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+# ------------------------------------------------------------------------------------------- registration
+def run_name(*, _root_: Any) -> str:
+    """``<agent>_<env id or data file>``, safe as one path component (``ALE/Breakout-v5`` has a slash)."""
+    root = _root_
+    if OmegaConf.select(root, "env.id") is not None:
+        task = str(root.env.id)
+    elif OmegaConf.select(root, "data.path", throw_on_missing=False) not in (None, MISSING):
+        task = re.sub(r"\.[^.]*$", "", str(root.data.path).rstrip("/").rsplit("/", 1)[-1]) or str(root.data.source)
+    else:
+        task = str(OmegaConf.select(root, "data.source", default="run"))
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", f"{root.agent.name}_{task}").strip("-")
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "agent": {"ddpg": DDPGConfig, "autoencoder": AutoencoderConfig},
+    "env": {"env": EnvConfig},
+    "data": {"array": ArrayDataConfig},
+    "net": {"mlp": MLPConfig},
+}
+
+
+def register_configs() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    # under schema/ so that `rl-train --help` lists only real choices in the agent/env/data/net groups
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", run_name)
+
+
+register_configs()

@@ -1,0 +1,264 @@
+"""Env building from config (wrappers in order, one-line config errors) and exact env snapshots.
+
+A snapshot test steps an env, snapshots it (through torch.save, as a checkpoint does), steps on while
+recording everything, then restores the snapshot into a fresh env and replays the same actions: the
+observations, rewards and episode ends must be bit-identical.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rl_runner.config import compose_config
+from rl_runner.envs import (
+    WRAPPERS,
+    UnsupportedEnvState,
+    env_state,
+    make_env,
+    make_vector_env,
+    restore_env_state,
+    restore_vector_env_state,
+    vector_env_state,
+)
+
+Policy = Callable[[np.ndarray, np.random.Generator], Any]
+Step = tuple[np.ndarray, float, bool, bool]
+
+
+def env_config(env_id: str, action_space: str, **fields: Any) -> DictConfig:
+    """An ``env`` group config without Hydra, for env ids that conf/env has no file for."""
+    base = {"id": env_id, "action_space": action_space, "num_envs": 1, "max_episode_steps": None, "wrappers": {}}
+    return OmegaConf.create(base | {"kwargs": {}} | fields)
+
+
+def random_policy(space: gym.Space) -> Policy:
+    if isinstance(space, gym.spaces.Discrete):
+        return lambda obs, rng: int(rng.integers(space.n))
+    return lambda obs, rng: rng.uniform(space.low, space.high).astype(space.dtype)
+
+
+def balance(obs: np.ndarray, rng: np.random.Generator) -> int:
+    """Pushes the cart towards where the pole is falling: keeps CartPole up for hundreds of steps."""
+    return int(obs[2] + 0.5 * obs[3] > 0)
+
+
+def through_checkpoint(state: Any) -> Any:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=False)
+
+
+def run(
+    env: gym.Env, obs: np.ndarray, choose: Callable[[np.ndarray], Any], steps: int
+) -> tuple[list, list[Step], np.ndarray]:
+    """``steps`` steps from ``obs``: the actions, what came back, and the obs to go on from. An ended episode
+    is reset without a seed, so from the env's own RNG."""
+    actions, record = [], []
+    for _ in range(steps):
+        action = choose(obs)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        actions.append(action)
+        record.append((obs, reward, terminated, truncated))
+        if terminated or truncated:
+            obs, _ = env.reset()
+    return actions, record, obs
+
+
+def assert_identical(expected: list[Step], actual: list[Step]) -> None:
+    assert len(expected) == len(actual)
+    for step, (want, got) in enumerate(zip(expected, actual)):
+        np.testing.assert_array_equal(got[0], want[0], strict=True, err_msg=f"observation after step {step}")
+        assert got[1:] == want[1:], f"reward/terminated/truncated after step {step}"
+
+
+SNAPSHOT_CASES = {
+    "pendulum": (env_config("Pendulum-v1", "continuous"), None),
+    "cartpole": (env_config("CartPole-v1", "discrete"), balance),
+    "mountain_car": (env_config("MountainCar-v0", "discrete"), None),
+    "mountain_car_continuous": (env_config("MountainCarContinuous-v0", "continuous"), None),
+    "acrobot": (env_config("Acrobot-v1", "discrete"), None),
+    "half_cheetah": (env_config("HalfCheetah-v5", "continuous"), None),
+    # Ant's reward reads body positions before it steps: exact only with MuJoCo's last forward pass restored
+    "ant": (env_config("Ant-v5", "continuous"), None),
+    # Hopper falls within the recorded steps: episode ends and resets from the restored RNG
+    "hopper": (env_config("Hopper-v5", "continuous"), None),
+    # the stacked frames were silently dropped by the old reflective snapshots
+    "pendulum_frame_stack": (
+        env_config("Pendulum-v1", "continuous", wrappers={"frame_stack": {"stack_size": 3}}),
+        None,
+    ),
+    "pendulum_frame_stack_flat": (
+        env_config("Pendulum-v1", "continuous", wrappers={"frame_stack": {"stack_size": 3}, "flatten_observation": {}}),
+        None,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", SNAPSHOT_CASES)
+def test_snapshot_continues_bit_identically(case: str) -> None:
+    cfg, policy = SNAPSHOT_CASES[case]
+    env = make_env(cfg)
+    policy = policy or random_policy(env.action_space)
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    *_, obs = run(env, obs, lambda o: policy(o, rng), 40)
+    state = through_checkpoint(env_state(env))
+    actions, expected, _ = run(env, obs, lambda o: policy(o, rng), 60)
+
+    fresh = make_env(cfg)
+    fresh.reset(seed=1)  # another episode, which the restore must overwrite entirely
+    restore_env_state(fresh, state)
+    replay = iter(actions)
+    _, actual, _ = run(fresh, obs, lambda o: next(replay), 60)
+    assert_identical(expected, actual)
+    if case == "cartpole":
+        assert not any(terminated for _, _, terminated, _ in expected), "the balancing policy let the pole fall"
+    if case == "hopper":
+        assert any(terminated for _, _, terminated, _ in expected), "no episode ended after the snapshot"
+
+
+def test_frame_stack_snapshot_holds_the_stacked_frames() -> None:
+    cfg = env_config("Pendulum-v1", "continuous", wrappers={"frame_stack": {"stack_size": 3}})
+    env, fresh = make_env(cfg), make_env(cfg)
+    env.reset(seed=0)
+    fresh.reset(seed=1)
+    for torque in (-2.0, 0.5, 2.0):
+        stacked, *_ = env.step(np.array([torque], dtype=np.float32))
+    state = env_state(env)
+    assert state["layers"][0]["class"] == "FrameStackObservation"
+    np.testing.assert_array_equal(np.stack(state["layers"][0]["state"]["frames"]), stacked)
+
+    restore_env_state(fresh, state)
+    action = np.array([1.0], dtype=np.float32)
+    np.testing.assert_array_equal(fresh.step(action)[0], env.step(action)[0])
+
+
+def test_vector_env_snapshot_across_autoresets() -> None:
+    cfg = compose_config(
+        ["env=pendulum", "env.num_envs=2", "env.max_episode_steps=15", "+env.wrappers={frame_stack:{stack_size:3}}"]
+    ).env
+    envs = make_vector_env(cfg)
+    rng = np.random.default_rng(0)
+    envs.reset(seed=0)
+    for _ in range(10):
+        envs.step(rng.uniform(-2, 2, (2, 1)).astype(np.float32))
+    states = through_checkpoint(vector_env_state(envs))
+    assert len(states) == 2
+
+    def record(vector_env: gym.vector.VectorEnv, actions: list[np.ndarray]) -> list[tuple]:
+        steps = []
+        for action in actions:
+            obs, rewards, terminated, truncated, infos = vector_env.step(action)
+            final_obs = infos.get("final_obs", np.array([None, None]))
+            steps.append((obs, rewards, terminated, truncated, [f for f in final_obs if f is not None]))
+        return steps
+
+    actions = [rng.uniform(-2, 2, (2, 1)).astype(np.float32) for _ in range(20)]
+    expected = record(envs, actions)
+    assert any(truncated.all() for *_, truncated, _ in expected), "no episode ended (SAME_STEP autoreset) mid-way"
+
+    fresh = make_vector_env(cfg)  # never reset, as on a resume
+    restore_vector_env_state(fresh, states)
+    actual = record(fresh, actions)
+    for want, got in zip(expected, actual):
+        for want_part, got_part in zip(want, got):
+            np.testing.assert_array_equal(np.asarray(got_part), np.asarray(want_part), strict=True)
+
+
+def test_vector_restore_checks_the_env_count() -> None:
+    cfg = env_config("Pendulum-v1", "continuous", num_envs=2)
+    envs = make_vector_env(cfg)
+    envs.reset(seed=0)
+    states = vector_env_state(envs)
+    with pytest.raises(UnsupportedEnvState, match="saved 1 envs, this run has env.num_envs=2"):
+        restore_vector_env_state(make_vector_env(cfg), states[:1])
+
+
+class StepCounter(gym.Wrapper):
+    """State that no snapshot handler knows about."""
+
+    def step(self, action: Any) -> Any:
+        self.steps = getattr(self, "steps", 0) + 1
+        return super().step(action)
+
+
+class MyFrameStack(gym.wrappers.FrameStackObservation):
+    """A subclass might keep state its parent's handler misses: it gets no handler by inheritance."""
+
+
+@pytest.mark.parametrize(
+    "wrapper",
+    [StepCounter, lambda env: MyFrameStack(env, 2), lambda env: gym.wrappers.ClipReward(env, -1.0, 1.0)],
+    ids=["custom", "subclass", "gymnasium"],
+)
+def test_a_layer_without_a_handler_is_refused_by_name(wrapper: Callable[[gym.Env], gym.Env]) -> None:
+    env = wrapper(make_env(env_config("Pendulum-v1", "continuous")))
+    env.reset(seed=0)
+    with pytest.raises(UnsupportedEnvState, match=rf"^{type(env).__name__}: no snapshot handler"):
+        env_state(env)
+
+
+def test_atari_snapshots_are_refused_for_now() -> None:
+    env = make_env(compose_config(["env=breakout"]).env)
+    env.reset(seed=0)
+    with pytest.raises(UnsupportedEnvState, match="AtariPreprocessing: no snapshot handler") as refused:
+        env_state(env)
+    assert "AtariEnv: no snapshot handler (the ALE emulator state" in str(refused.value)
+    env.close()
+
+
+def test_restore_refuses_a_different_layer_stack() -> None:
+    plain = make_env(env_config("Pendulum-v1", "continuous"))
+    plain.reset(seed=0)
+    stacked = make_env(env_config("Pendulum-v1", "continuous", wrappers={"frame_stack": {"stack_size": 3}}))
+    with pytest.raises(UnsupportedEnvState, match="the snapshot is of TimeLimit<.*, this env is FrameStackObs"):
+        restore_env_state(stacked, env_state(plain))
+
+
+def test_breakout_is_preprocessed_as_configured() -> None:
+    cfg = compose_config(["env=breakout"]).env
+    assert list(cfg.wrappers) == ["atari_preprocessing", "frame_stack"]
+    env = make_env(cfg)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.shape == obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    assert isinstance(env.action_space, gym.spaces.Discrete)
+    env.close()
+
+
+def test_wrappers_apply_in_config_order() -> None:
+    stacked_then_flat = {"frame_stack": {"stack_size": 3}, "flatten_observation": {}}
+    flat_then_stacked = {"flatten_observation": {}, "frame_stack": {"stack_size": 3}}
+    assert make_env(env_config("Pendulum-v1", "continuous", wrappers=stacked_then_flat)).observation_space.shape == (9,)
+    assert make_env(env_config("Pendulum-v1", "continuous", wrappers=flat_then_stacked)).observation_space.shape == (
+        3,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("wrappers", "message"),
+    [
+        ({"nope": {}}, rf"^env\.wrappers\.nope: unknown wrapper; known: {', '.join(sorted(WRAPPERS))}$"),
+        ({"frame_stack": {"size": 4}}, r"^env\.wrappers\.frame_stack: bad arguments \{'size': 4\}: .*'size'"),
+        ({"frame_stack": {"stack_size": 0}}, r"^env\.wrappers\.frame_stack: bad arguments .*greater than zero"),
+    ],
+)
+def test_a_wrapper_config_mistake_is_one_line_naming_its_key(wrappers: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as error:
+        make_env(env_config("Pendulum-v1", "continuous", wrappers=wrappers))
+    assert "\n" not in str(error.value)
+
+
+def test_env_config_mistakes_name_their_key() -> None:
+    with pytest.raises(ValueError, match="env.id='NoSuchEnv-v0' could not be made"):
+        make_env(env_config("NoSuchEnv-v0", "continuous"))
+    with pytest.raises(ValueError, match="env.action_space=discrete"):
+        make_env(env_config("Pendulum-v1", "discrete"))
