@@ -60,7 +60,7 @@ def write_series(path: Path, rows: int = 1200, seed: int = 0) -> Path:
         np.save(path, series)
     else:
         lines = ["datetime;vibration;pressure"]
-        lines += [f"2020-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d};{a!r};{b!r}" for i, (a, b) in enumerate(series)]
+        lines += [f"2020-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d};{float(a)!r};{float(b)!r}" for i, (a, b) in enumerate(series)]
         path.write_text("\n".join(lines) + "\n")
     return path
 

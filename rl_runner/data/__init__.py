@@ -26,9 +26,12 @@ class Scaler:
         self.scale = np.ones(channels, dtype=np.float64)
 
     def fit_standard(self, rows: np.ndarray) -> "Scaler":
-        self.shift = rows.mean(axis=0)
+        # A constant channel maps to 0 with scale 1: its computed std is rounding noise (~1e-17), not 0, and
+        # dividing by it would send any other value of that channel to ~1e16.
+        constant = np.ptp(rows, axis=0) == 0
         std = rows.std(axis=0)
-        self.scale = np.where(std > 0, std, 1.0)  # a constant channel stays constant instead of dividing by 0
+        self.shift = np.where(constant, rows[0], rows.mean(axis=0))
+        self.scale = np.where(constant | (std == 0), 1.0, std)
         return self
 
     def transform(self, rows: np.ndarray) -> np.ndarray:

@@ -22,37 +22,48 @@ DELIMITERS = ",;\t"
 
 
 def read_series(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
-    """[rows, channels] float64 and the channel names."""
+    """[rows, channels] float64, all finite, and the channel names."""
     if not path.is_file():
         raise ValueError(f"data.path={path}: no such file")
-    if path.suffix == ".npy":
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
         if columns:
             raise ValueError(f"data.path={path}: data.columns selects CSV columns; a .npy file has none")
         try:
             series = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise ValueError(f"data.path={path}: not a readable .npy file ({error})") from error
+        except Exception as error:  # np.load raises ValueError, OSError, EOFError or a tokenizer error
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise ValueError(f"data.path={path}: not a readable .npy file ({reason})") from error
         if series.ndim == 1:
             series = series[:, None]
-        if series.ndim != 2 or not np.issubdtype(series.dtype, np.number):
-            raise ValueError(f"data.path={path}: expected a numeric [rows] or [rows, channels] array, got {series.dtype}{list(series.shape)}")
-        return series.astype(np.float64), [f"channel_{i}" for i in range(series.shape[1])]
-    if path.suffix in (".csv", ".txt"):
+        real = np.issubdtype(series.dtype, np.integer) or np.issubdtype(series.dtype, np.floating)
+        if series.ndim != 2 or series.shape[1] == 0 or not real:
+            raise ValueError(
+                f"data.path={path}: expected a real-valued [rows] or [rows, channels] array, "
+                f"got {series.dtype}{list(series.shape)}"
+            )
+        series, channels = series.astype(np.float64), [f"channel_{i}" for i in range(series.shape[1])]
+        _check_finite(path, series, channels, "row", np.arange(len(series)))
+        return series, channels
+    if suffix in (".csv", ".txt"):
         return _read_csv(path, columns)
     raise ValueError(f"data.path={path}: unknown file type {path.suffix!r} (use .npy or .csv)")
 
 
 def _read_csv(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
-    text = path.read_text(errors="replace")
-    lines = [line for line in text.splitlines() if line.strip()]
-    if len(lines) < 2:
+    text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: a spreadsheet's byte-order mark
+    numbered = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if len(numbered) < 2:
         raise ValueError(f"data.path={path}: empty (a header row and at least one data row are needed)")
+    line_numbers, lines = np.array([number for number, _ in numbered[1:]]), [line for _, line in numbered]
     delimiter = max(DELIMITERS, key=lines[0].count)
     rows = list(csv.reader(lines, delimiter=delimiter))
     header, body = [name.strip() for name in rows[0]], rows[1:]
     if any(len(row) != len(header) for row in body):
         bad = next(i for i, row in enumerate(body) if len(row) != len(header))
-        raise ValueError(f"data.path={path}: row {bad + 2} has {len(body[bad])} fields, the header has {len(header)}")
+        raise ValueError(
+            f"data.path={path}: line {line_numbers[bad]} has {len(body[bad])} fields, the header has {len(header)}"
+        )
     numeric = {name: i for i, name in enumerate(header) if _is_numeric([row[i] for row in body])}
     if columns:
         unknown = [c for c in columns if c not in header]
@@ -60,14 +71,30 @@ def _read_csv(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
             raise ValueError(f"data.path={path}: no column {', '.join(unknown)}; it has {', '.join(header)}")
         not_numeric = [c for c in columns if c not in numeric]
         if not_numeric:
-            raise ValueError(f"data.path={path}: column {', '.join(not_numeric)} is not numeric")
+            name = not_numeric[0]
+            bad = next(i for i, row in enumerate(body) if not _is_numeric([row[header.index(name)]]))
+            raise ValueError(
+                f"data.path={path}: column {name} is not numeric "
+                f"({body[bad][header.index(name)].strip()!r} on line {line_numbers[bad]})"
+            )
         chosen = list(columns)
     else:
         chosen = list(numeric)
         if not chosen:
             raise ValueError(f"data.path={path}: no numeric column")
     series = np.array([[float(row[numeric[name]]) for name in chosen] for row in body], dtype=np.float64)
+    _check_finite(path, series, chosen, "line", line_numbers)
     return series, chosen
+
+
+def _check_finite(path: Path, series: np.ndarray, channels: list[str], unit: str, numbers: np.ndarray) -> None:
+    """Names the first NaN or inf by its ``unit`` (a .npy's row, a CSV's line) ``numbers[row]`` and channel."""
+    if not np.isfinite(series).all():
+        row, column = np.argwhere(~np.isfinite(series))[0]
+        raise ValueError(
+            f"data.path={path}: non-finite value {series[row, column]} on {unit} {numbers[row]}, "
+            f"column {channels[column]}"
+        )
 
 
 def _is_numeric(values: list[str]) -> bool:
@@ -89,9 +116,6 @@ def windows(rows: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.
 def load_array_windows(data_cfg: DictConfig, scaler_state: dict | None = None) -> WindowData:
     path = Path(str(data_cfg.path)).expanduser()
     series, channels = read_series(path, list(data_cfg.columns))
-    if not np.isfinite(series).all():
-        row, column = np.argwhere(~np.isfinite(series))[0]
-        raise ValueError(f"data.path={path}: non-finite value {series[row, column]} at row {row}, {channels[column]}")
     window, stride = int(data_cfg.window), int(data_cfg.stride)
     split = len(series) - max(1, math.floor(len(series) * float(data_cfg.val_fraction)))
     train_rows, val_rows = series[:split], series[split:]
@@ -103,7 +127,10 @@ def load_array_windows(data_cfg: DictConfig, scaler_state: dict | None = None) -
             )
     scaler = Scaler(series.shape[1])
     if scaler_state is not None:
-        scaler.load_state_dict(scaler_state)
+        try:
+            scaler.load_state_dict(scaler_state)
+        except ValueError as error:
+            raise ValueError(f"data.path={path}: {error}") from error
     elif data_cfg.scaling is Scaling.standard:
         scaler.fit_standard(train_rows)
     train, _ = windows(scaler.transform(train_rows), window, stride)

@@ -1,0 +1,189 @@
+"""Runs without an env: the dataset loop through the shared skeleton (checkpoints, exact resume, the NaN stop,
+SIGTERM, run.json, rl-eval), and the autoencoder against its brute-force optimum."""
+
+from __future__ import annotations
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rl_runner.agents.autoencoder import WindowAutoencoder
+from rl_runner.checkpoint import latest_checkpoint, list_checkpoints, load_state
+from rl_runner.data import load_data
+from rl_runner.logging import TrainingDiverged, read_scalars
+from rl_runner.runners.dataset import EpochLoop
+from rl_runner.train import train
+from tests.conftest import REPO_ROOT, TINY_DATA, cli, write_series
+from tests.test_checkpoint import assert_same_state
+
+
+def test_dataset_run_writes_tags_checkpoints_and_run_json(tiny_data_config, tmp_path: Path) -> None:
+    summary = train(tiny_data_config(), run_dir=tmp_path / "run")
+    run_dir = tmp_path / "run"
+    assert summary["step"] == 120 and summary["updates"] == 120 and not summary["interrupted"]
+    assert summary["epochs"] == 3  # 945 training windows in batches of 16: 59 optimiser steps per epoch
+    scalars = read_scalars(run_dir / "tb")
+    for tag in ("loss/reconstruction", "charts/lr", "charts/sps", "charts/updates"):
+        assert [s for s, _ in scalars[tag]] == [20, 40, 60, 80, 100, 120], tag
+    assert [s for s, _ in scalars["eval/loss"]] == [60, 120]
+    assert scalars["eval/loss"][-1][1] < scalars["eval/loss"][0][1]
+    checkpoint = latest_checkpoint(run_dir / "checkpoints")
+    assert {p.name for p in checkpoint.iterdir()} == {"encoder.pt", "decoder.pt", "optimizer.pt", "progress.pt"}
+    progress = load_state(checkpoint, "progress")
+    assert progress["clock"] == {"horizon": 120, "step": 120} and progress["loop"]["epoch"] == 3
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and record["env"] is None and record["data"].endswith("series.csv")
+    assert record["objective"] == {"metric": "eval/loss", "direction": "min", "value": summary["eval/loss"]}
+    assert record["provenance"]["versions"]["torch"] == torch.__version__
+    assert record["provenance"]["git"] is None or len(record["provenance"]["git"]["commit"]) == 40
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    """Send this process SIGTERM once the dataset loop reaches ``step``, as a scheduler killing the job would."""
+    original = EpochLoop.advance
+
+    def advance(self: EpochLoop, metrics, logger) -> None:
+        original(self, metrics, logger)
+        if self.clock.step == step:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(EpochLoop, "advance", advance)
+
+
+@pytest.mark.parametrize("stop_at", [40, 70])  # within the first epoch; in the second, after an epoch boundary
+def test_dataset_run_resumes_exactly(tiny_data_config, tmp_path: Path, monkeypatch, stop_at: int) -> None:
+    """Stopped by a signal and resumed, a run with a learning-rate schedule and BatchNorm continues exactly."""
+    cfg = tiny_data_config("total_steps=120", "checkpoint.every=0", "net.norm=batch")
+    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
+    train(cfg, run_dir=straight)
+    interrupt_at(monkeypatch, stop_at)
+    assert train(cfg, run_dir=interrupted)["interrupted"]
+    monkeypatch.undo()
+    assert json.loads((interrupted / "run.json").read_text())["status"] == "interrupted"
+    time.sleep(1.1)  # TensorBoard orders event files by their creation second
+    resumed = tiny_data_config("total_steps=120", "checkpoint.every=0", "net.norm=batch", f"resume={interrupted}")
+    train(resumed, run_dir=interrupted)
+    # the stop splits one 20-step log interval; the intervals after it are whole in both runs
+    a, b = read_scalars(straight / "tb"), read_scalars(interrupted / "tb")
+    for tag in ("loss/reconstruction", "charts/lr"):
+        after = [(s, v) for s, v in a[tag] if s >= stop_at + 20]
+        assert after and after == [(s, v) for s, v in b[tag] if s >= stop_at + 20], tag
+    assert a["eval/loss"][-1] == b["eval/loss"][-1]
+    last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
+    for name in ("encoder", "decoder", "optimizer"):
+        assert_same_state(load_state(last_a, name), load_state(last_b, name))
+    assert load_state(last_a, "progress")["loop"]["epoch"] == load_state(last_b, "progress")["loop"]["epoch"] == 3
+
+
+def test_schedule_horizon_is_kept_when_a_resume_raises_total_steps(tiny_data_config, tmp_path: Path) -> None:
+    """The learning rate decays to zero over the budget the run started with; more steps continue at zero."""
+    cfg = tiny_data_config("agent.lr_schedule=linear", "agent.lr=0.01", "total_steps=60", "checkpoint.every=0")
+    train(cfg, run_dir=tmp_path)
+    lr = dict(read_scalars(tmp_path / "tb")["charts/lr"])
+    assert lr[20] == pytest.approx(0.01 * (1 - 9.5 / 60), rel=1e-6)  # the mean of lr(step) over steps 0..19
+    time.sleep(1.1)
+    longer = tiny_data_config("agent.lr_schedule=linear", "agent.lr=0.01", "total_steps=100", f"resume={tmp_path}")
+    train(longer, run_dir=tmp_path)
+    lr = dict(read_scalars(tmp_path / "tb")["charts/lr"])
+    assert lr[80] == lr[100] == 0.0
+    assert load_state(latest_checkpoint(tmp_path / "checkpoints"), "progress")["clock"] == {"horizon": 60, "step": 100}
+
+
+def test_linear_autoencoder_reaches_the_principal_component_optimum(tmp_path: Path) -> None:
+    """With net.depth=0 the autoencoder is linear: its best reconstruction error is that of projecting onto the
+    top principal components of the training windows (brute force, by SVD). Training gets close to it."""
+    series = write_series(tmp_path / "series.npy", rows=1200)
+    overrides = [o for o in TINY_DATA if not o.startswith(("total_steps", "eval.every"))] + [
+        f"data.path={series}",
+        "net.depth=0",
+        "agent.bottleneck=3",
+        "agent.lr=0.01",
+        "agent.batch_size=64",
+        "total_steps=1500",
+        "eval.every=0",
+        "checkpoint.every=0",
+        "log.every=500",
+    ]
+    from rl_runner.config import compose_config
+
+    cfg = compose_config(overrides)
+    summary = train(cfg, run_dir=tmp_path / "run")
+    data = load_data(cfg.data)
+    train_windows, val_windows = data.train.reshape(len(data.train), -1), data.val.reshape(len(data.val), -1)
+    mean = train_windows.mean(axis=0)
+    _, _, components = np.linalg.svd(train_windows - mean, full_matrices=False)
+    top = components[:3]  # [k, features]
+    projected = (val_windows - mean) @ top.T @ top + mean
+    optimum = float(((projected - val_windows) ** 2).mean())
+    untrained = float((val_windows**2).mean())  # what a zero reconstruction scores
+    assert optimum < 0.5 * untrained
+    assert summary["eval/loss"] < optimum * 1.05, (summary["eval/loss"], optimum)  # measured: within 0.1%
+
+
+def test_non_finite_loss_stops_a_dataset_run_and_records_it(tiny_data_config, tmp_path: Path, monkeypatch) -> None:
+    original = WindowAutoencoder.update
+    calls = {"n": 0}
+
+    def update_that_diverges(self: WindowAutoencoder, batch: torch.Tensor) -> dict:
+        calls["n"] += 1
+        metrics = original(self, batch)
+        if calls["n"] > 70:
+            metrics["loss/reconstruction"] = metrics["loss/reconstruction"] * float("inf")
+        return metrics
+
+    monkeypatch.setattr(WindowAutoencoder, "update", update_that_diverges)
+    with pytest.raises(TrainingDiverged, match=r"loss/reconstruction=inf.*step_000000000060"):
+        train(tiny_data_config(), run_dir=tmp_path)
+    assert [c.name for c in list_checkpoints(tmp_path / "checkpoints")] == ["step_000000000060"]
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["status"] == "diverged" and "loss/reconstruction=inf" in record["error"]
+
+
+@pytest.mark.slow
+def test_cli_dataset_run_stops_on_sigterm_resumes_and_is_scored_by_rl_eval(tmp_path: Path) -> None:
+    series = write_series(tmp_path / "series.csv")
+    run_dir = tmp_path / "run"
+    args = [o for o in TINY_DATA if not o.startswith(("total_steps", "checkpoint.every"))]
+    args += [f"data.path={series}", "total_steps=10000000", "checkpoint.every=5000000", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any((run_dir / "tb").glob("events*")):
+        time.sleep(0.2)
+    time.sleep(2.0)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 130, output
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    stopped = load_state(latest_checkpoint(run_dir / "checkpoints"), "progress")["clock"]["step"]
+    assert 0 < stopped < 10000000
+
+    resumed = subprocess.run(
+        cli(f"resume={run_dir}", f"total_steps={stopped + 40}"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    record = json.loads((run_dir / "run.json").read_text())
+    assert record["status"] == "finished" and [a["status"] for a in record["attempts"]] == ["interrupted", "finished"]
+    assert record["summary"]["step"] == stopped + 40
+
+    evaluated = subprocess.run(
+        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "device=cpu"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "validation windows" in evaluated.stdout and "eval/loss" in evaluated.stdout
+    scores_file = run_dir / "scores" / f"step_{stopped + 40:012d}.csv"
+    with open(scores_file) as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 225 and rows[0]["window_start_row"] == "960"  # 240 validation rows, windows of 16
+    assert np.isclose(np.mean([float(r["score"]) for r in rows]), record["summary"]["eval/loss"], rtol=1e-5)
