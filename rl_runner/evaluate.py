@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 
 PROGRAM = "rl-eval"
 COMMON_OPTIONS = ("checkpoint", "device")
@@ -57,16 +56,6 @@ def evaluate_run(run_dir: Path, options: dict[str, str] | None = None, overrides
         raise ValueError(f"no checkpoint {name or ''} under {run_dir / 'checkpoints'}")
     device = resolve_device(options.pop("device", "auto"))
     return runner_function(cfg.agent.runner, "evaluate")(cfg, path, device, options)
-
-
-def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
-    import imageio.v2 as imageio  # TensorBoard's add_video needs moviepy 1; write the mp4 directly
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
-        for frame in frames:
-            writer.append_data(frame)
-    return path
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,8 +32,8 @@ UNTIMED_LEARNING_STEPS = LOG_EVERY  # both libraries skip their first learning s
 def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, compile_losses: bool, seed: int) -> float:
     from hydra import compose, initialize_config_dir
 
-    from rl_runner.logging import read_scalars
     from rl_runner.config import CONF_DIR
+    from rl_runner.logging import read_scalars
     from rl_runner.train import train
 
     overrides = [

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -60,7 +63,10 @@ def write_series(path: Path, rows: int = 1200, seed: int = 0) -> Path:
         np.save(path, series)
     else:
         lines = ["datetime;vibration;pressure"]
-        lines += [f"2020-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d};{float(a)!r};{float(b)!r}" for i, (a, b) in enumerate(series)]
+        lines += [
+            f"2020-01-01 {i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d};{float(a)!r};{float(b)!r}"
+            for i, (a, b) in enumerate(series)
+        ]
         path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -94,3 +100,19 @@ def tiny_data_config(tmp_path: Path) -> Callable[..., DictConfig]:
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "rl_runner.train", *args]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cli(*args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+def train_until_sigterm(args: list[str], run_dir: Path, seconds: float) -> tuple[int, str]:
+    """``rl-train`` in a subprocess, sent SIGTERM ``seconds`` after its first TensorBoard event file appears."""
+    process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any((run_dir / "tb").glob("events*")):
+        time.sleep(0.2)
+    time.sleep(seconds)
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    return process.returncode, output

@@ -26,7 +26,7 @@ from rl_runner.checkpoint import (
 )
 from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli, make_agent
+from tests.conftest import REPO_ROOT, make_agent, run_cli, train_until_sigterm
 
 AGENT_FILES = {
     "actor.pt",
@@ -255,27 +255,15 @@ def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) 
         "env.max_episode_steps=200",
         f"hydra.run.dir={run_dir}",
     ]
-    process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any((run_dir / "tb").glob("events*")):
-        time.sleep(0.2)
-    time.sleep(4.0)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
+    returncode, output = train_until_sigterm(args, run_dir, seconds=4.0)
+    assert returncode == 130, output
     stopped = latest_checkpoint(run_dir / "checkpoints")
     assert stopped is not None, output
     stopped_step = load_state(stopped, "progress")["clock"]["step"]
     assert 0 < stopped_step < 200000
     assert (run_dir / ".hydra" / "config.yaml").is_file()
 
-    resumed = subprocess.run(
-        cli(f"resume={run_dir}", f"total_steps={stopped_step + 300}"),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    resumed = run_cli(f"resume={run_dir}", f"total_steps={stopped_step + 300}")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     final = latest_checkpoint(run_dir / "checkpoints")
     assert load_state(final, "progress")["clock"]["step"] == stopped_step + 300

@@ -11,10 +11,18 @@ import pytest
 import torch.nn as nn
 
 from rl_runner.agents import RUNNER_OWNED_KEYS, agent_class, hyperparameters
-from rl_runner.config import ActionSpace, Activation, Init, Norm
+from rl_runner.config import (
+    CONF_DIR,
+    ActionSpace,
+    Activation,
+    ConfigError,
+    Init,
+    Norm,
+    check_compatibility,
+    validate_overrides,
+)
 from rl_runner.networks import build_mlp, resolve_net_spec
 from rl_runner.networks.init import FANIN_FINAL_LAYER_BOUND
-from rl_runner.config import CONF_DIR, ConfigError, check_compatibility, validate_overrides
 from rl_runner.runners import runner_entry
 from tests.conftest import REPO_ROOT, cli, compose_config
 

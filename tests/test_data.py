@@ -271,6 +271,8 @@ BAD_INPUTS = {
     "unknown-column": ("series.csv", _skab_csv, ["data.columns=[vibration,nope]"], ["no column nope", "pressure"]),
     "non-numeric-column": ("series.csv", _skab_csv, ["data.columns=[datetime]"], ["datetime is not numeric", "line 2"]),
     "non-numeric-value": ("series.csv", _text("a;b\n1;2\n3;x\n"), ["data.columns=[b]"], ["b is not numeric", "'x'"]),
+    "garbled-value": ("series.csv", _text("t;a;b\nx;1;2\ny;3;?\n"), [], ["b is not numeric", "'?' on line 3"]),
+    "duplicate-header": ("series.csv", _text("a;b;a\n1;2;3\n"), [], ["names column a more than once"]),
     "no-numeric-column": ("series.csv", _text("name;kind\nx;y\nz;w\n"), [], ["no numeric column"]),
     "nan-in-csv": ("series.csv", _text("a;b\n1;2\n\n3;nan\n"), [], ["non-finite value nan", "line 4", "column b"]),
     "inf-in-npy": ("series.npy", _npy(_inf_npy()), [], ["non-finite value inf", "row 5", "channel_1"]),

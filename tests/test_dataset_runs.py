@@ -21,7 +21,7 @@ from rl_runner.data import load_data
 from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.runners.dataset import EpochLoop
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, TINY_DATA, cli, write_series
+from tests.conftest import REPO_ROOT, TINY_DATA, run_cli, train_until_sigterm, write_series
 from tests.test_checkpoint import assert_same_state
 
 
@@ -153,21 +153,13 @@ def test_cli_dataset_run_stops_on_sigterm_resumes_and_is_scored_by_rl_eval(tmp_p
     run_dir = tmp_path / "run"
     args = [o for o in TINY_DATA if not o.startswith(("total_steps", "checkpoint.every"))]
     args += [f"data.path={series}", "total_steps=10000000", "checkpoint.every=5000000", f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not any((run_dir / "tb").glob("events*")):
-        time.sleep(0.2)
-    time.sleep(2.0)
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 130, output
+    returncode, output = train_until_sigterm(args, run_dir, seconds=2.0)
+    assert returncode == 130, output
     assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     stopped = load_state(latest_checkpoint(run_dir / "checkpoints"), "progress")["clock"]["step"]
     assert 0 < stopped < 10000000
 
-    resumed = subprocess.run(
-        cli(f"resume={run_dir}", f"total_steps={stopped + 40}"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
+    resumed = run_cli(f"resume={run_dir}", f"total_steps={stopped + 40}")
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "finished" and [a["status"] for a in record["attempts"]] == ["interrupted", "finished"]

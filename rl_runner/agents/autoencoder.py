@@ -13,7 +13,6 @@ import math
 from typing import Any, Mapping
 
 import torch
-import torch.nn as nn
 
 from rl_runner.agents.common import make_adam
 from rl_runner.checkpoint import Stateful

@@ -148,7 +148,9 @@ class DDPG:
 
         sigma = noise_scale * self.actor.action_scale
         self.noise = (
-            GaussianNoise(sigma) if noise is ExplorationNoise.gaussian else OrnsteinUhlenbeckNoise(sigma, ou_theta, num_envs)
+            GaussianNoise(sigma)
+            if noise is ExplorationNoise.gaussian
+            else OrnsteinUhlenbeckNoise(sigma, ou_theta, num_envs)
         )
         self.action_low = torch.as_tensor(action_space.low, device=device)
         self.action_high = torch.as_tensor(action_space.high, device=device)

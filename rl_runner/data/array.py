@@ -64,24 +64,30 @@ def _read_csv(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
         raise ValueError(
             f"data.path={path}: line {line_numbers[bad]} has {len(body[bad])} fields, the header has {len(header)}"
         )
-    numeric = {name: i for i, name in enumerate(header) if _is_numeric([row[i] for row in body])}
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        raise ValueError(f"data.path={path}: the header names column {', '.join(duplicated)} more than once")
+    # a column whose first value is a number is a data column (a datetime or label text column is not); a
+    # later value that is not a number is then an error, never a reason to drop the whole column silently
+    numeric = {name: i for i, name in enumerate(header) if _is_numeric([body[0][i]])}
     if columns:
         unknown = [c for c in columns if c not in header]
         if unknown:
             raise ValueError(f"data.path={path}: no column {', '.join(unknown)}; it has {', '.join(header)}")
-        not_numeric = [c for c in columns if c not in numeric]
-        if not_numeric:
-            name = not_numeric[0]
-            bad = next(i for i, row in enumerate(body) if not _is_numeric([row[header.index(name)]]))
-            raise ValueError(
-                f"data.path={path}: column {name} is not numeric "
-                f"({body[bad][header.index(name)].strip()!r} on line {line_numbers[bad]})"
-            )
         chosen = list(columns)
     else:
         chosen = list(numeric)
         if not chosen:
             raise ValueError(f"data.path={path}: no numeric column")
+    for name in chosen:
+        index = header.index(name)
+        bad = next((i for i, row in enumerate(body) if not _is_numeric([row[index]])), None)
+        if bad is not None:
+            raise ValueError(
+                f"data.path={path}: column {name} is not numeric "
+                f"({body[bad][index].strip()!r} on line {line_numbers[bad]})"
+            )
+    numeric = {name: header.index(name) for name in chosen}
     series = np.array([[float(row[numeric[name]]) for name in chosen] for row in body], dtype=np.float64)
     _check_finite(path, series, chosen, "line", line_numbers)
     return series, chosen

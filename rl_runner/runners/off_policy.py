@@ -10,6 +10,7 @@ its business.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -220,13 +221,9 @@ class EnvLoop:
 # -------------------------------------------------------------------- rl-eval
 def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
     """Deterministic-policy episodes from a checkpoint: ``episodes=N`` (10), ``seed=N``, ``video=true``."""
-    import os
-
-    from rl_runner.evaluate import write_video
-
-    episodes = int(options.get("episodes", 10))
+    episodes = _integer_option(options, "episodes", 10)
+    seed = _integer_option(options, "seed", cfg.seed + EVAL_SEED_OFFSET)
     video = options.get("video", "false").lower() in ("1", "true", "yes")
-    seed = int(options["seed"]) if "seed" in options else cfg.seed + EVAL_SEED_OFFSET
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: must be at least 1")
     os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before MuJoCo loads
@@ -255,3 +252,19 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     result["report"] = summary
     return result
 
+
+def _integer_option(options: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(options.get(name, default))
+    except ValueError:
+        raise ValueError(f"{name}={options[name]!r} is not an integer") from None
+
+
+def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
+    import imageio.v2 as imageio  # TensorBoard's add_video needs moviepy 1; write the mp4 directly
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
+        for frame in frames:
+            writer.append_data(frame)
+    return path
