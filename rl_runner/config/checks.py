@@ -90,11 +90,14 @@ def check_compatibility(cfg: DictConfig) -> None:
             raise ConfigError(f"agent={agent.name} learns from data, not from an environment: drop env={cfg.env.id}")
 
 
-def check_config(cfg: DictConfig) -> None:
+def check_config(cfg: DictConfig, check_device: bool = True) -> None:
+    """All of the above; ``check_device=False`` for a saved run's config that is evaluated on another machine."""
     from rl_runner.runtime import resolve_device
 
     check_values(cfg)
     check_compatibility(cfg)
+    if not check_device:
+        return
     try:
         resolve_device(cfg.device)  # a malformed or unavailable device
     except ValueError as error:
