@@ -1,18 +1,23 @@
 """Checkpoints: one directory per save, one file per state group, written atomically.
 
-Layout: ``<run>/checkpoints/step_000050000/{actor,critic,target_actor,...,progress}.pt``. A save writes
+Layout: ``<run>/checkpoints/step_000000050000/{actor,critic,target_actor,...,progress}.pt``. A save writes
 into ``.tmp-step_...``, fsyncs every file, then renames the directory into place: a kill at any moment
 leaves either the old set of checkpoints or the old set plus a complete new one, never a half-written
-one that ``latest_checkpoint`` would pick.
+one that ``latest_checkpoint`` would pick. A save that fails (a full disk) removes its temporary directory
+and says which checkpoint is still the latest good one.
+
+Loading reads every file of a checkpoint before it changes anything, so a corrupt file is told apart from
+a file that does not fit the run (other layer sizes), and a resume can fall back to an older checkpoint.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Mapping, Protocol
+from typing import Any, Iterable, Mapping, Protocol
 
 import torch
 
@@ -33,6 +38,10 @@ class CheckpointError(RuntimeError):
     pass
 
 
+class CorruptCheckpoint(CheckpointError):
+    """A checkpoint file that cannot be read at all (truncated, overwritten, not a checkpoint)."""
+
+
 def checkpoint_name(step: int) -> str:
     return f"step_{step:012d}"
 
@@ -47,18 +56,25 @@ def _fsync_directory(path: Path) -> None:
 
 def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int) -> Path:
     """Write ``{name}.pt`` for each entry of ``states`` into a new checkpoint for ``step``; keep the newest ``keep``."""
-    root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
     temporary = root / f"{TEMPORARY_PREFIX}{final.name}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    for name, state in states.items():
-        path = temporary / f"{name}.pt"
-        with open(path, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-    _fsync_directory(temporary)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        for name, state in states.items():
+            with open(temporary / f"{name}.pt", "wb") as file:
+                torch.save(state, file)
+                file.flush()
+                os.fsync(file.fileno())
+        _fsync_directory(temporary)
+    except OSError as error:  # a full disk, a read-only or vanished directory: the previous checkpoints stay
+        shutil.rmtree(temporary, ignore_errors=True)
+        previous = latest_checkpoint(root)
+        raise CheckpointError(
+            f"cannot write checkpoint {final}: {error.strerror or error}; "
+            f"the latest good checkpoint is {previous or 'none'}"
+        ) from error
     if final.exists():  # a second save for the same step: move the old one aside (still complete) first
         replaced = root / f"{TEMPORARY_PREFIX}replaced-{final.name}"
         shutil.rmtree(replaced, ignore_errors=True)
@@ -88,16 +104,36 @@ def latest_checkpoint(root: Path) -> Path | None:
 def load_state(checkpoint: Path, name: str, map_location: str | torch.device = "cpu") -> dict:
     path = checkpoint / f"{name}.pt"
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {checkpoint} has no {name}.pt")
+        raise CorruptCheckpoint(f"checkpoint {checkpoint} has no {name}.pt")
     try:
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as error:  # a truncated or foreign file: name it instead of a pickle traceback
-        raise CheckpointError(f"cannot read {path}: {error}") from error
+        detail = " ".join(str(error).split())[:200] or type(error).__name__
+        raise CorruptCheckpoint(f"{path} is corrupt: {detail}") from error
 
 
-def load_progress(checkpoint: Path) -> dict:
-    """``progress.pt`` of a checkpoint in the current format; an older one is refused before anything loads."""
-    progress = load_state(checkpoint, "progress")
+def read_checkpoint(checkpoint: Path, names: Iterable[str], map_location: str | torch.device) -> dict[str, dict]:
+    """Every named file of a checkpoint, read in full; raises ``CorruptCheckpoint`` before anything is applied."""
+    return {name: load_state(checkpoint, name, map_location) for name in names}
+
+
+def apply_states(checkpoint: Path, groups: Mapping[str, Stateful], states: Mapping[str, dict]) -> None:
+    """Load states read from ``checkpoint`` into the run's objects (``actor.pt`` into ``groups["actor"]``, ...)."""
+    for name, target in groups.items():
+        try:
+            target.load_state_dict(states[name])
+        except (RuntimeError, ValueError, KeyError, TypeError) as error:  # e.g. a resume with other layer sizes
+            detail = " ".join(str(error).split())[:400] or type(error).__name__
+            raise CheckpointError(f"{checkpoint / (name + '.pt')} does not fit this run's {name}: {detail}") from error
+
+
+def load_into(checkpoint: Path, groups: Mapping[str, Stateful], map_location: str | torch.device) -> None:
+    """Load every state group from one checkpoint; nothing is changed if a file is corrupt."""
+    apply_states(checkpoint, groups, read_checkpoint(checkpoint, groups, map_location))
+
+
+def check_progress_format(checkpoint: Path, progress: Any) -> dict:
+    """``progress.pt``'s content, if it is of the current format; an older one is refused."""
     found = progress.get("format", 1) if isinstance(progress, dict) else None
     if found != PROGRESS_FORMAT:
         raise CheckpointError(
@@ -107,11 +143,28 @@ def load_progress(checkpoint: Path) -> dict:
     return progress
 
 
-def load_into(checkpoint: Path, groups: Mapping[str, Stateful], map_location: str | torch.device) -> None:
-    """Load every state group (``actor.pt`` into ``groups["actor"]``, ...) from one checkpoint."""
-    for name, target in groups.items():
-        try:
-            target.load_state_dict(load_state(checkpoint, name, map_location))
-        except (RuntimeError, ValueError, KeyError) as error:  # e.g. a resume with other layer sizes
-            detail = " ".join(str(error).split())[:400] or type(error).__name__
-            raise CheckpointError(f"{checkpoint / (name + '.pt')} does not fit this run's {name}: {detail}") from error
+def load_progress(checkpoint: Path) -> dict:
+    """``progress.pt`` of a checkpoint in the current format; an older one is refused before anything loads."""
+    return check_progress_format(checkpoint, load_state(checkpoint, "progress"))
+
+
+def non_finite_entries(states: Mapping[str, Any]) -> dict[str, int]:
+    """``{file name: count}`` of NaN or infinite values in the floating-point tensors of state dicts."""
+    found: dict[str, int] = {}
+
+    def count(value: Any) -> int:
+        if isinstance(value, torch.Tensor):
+            return int((~torch.isfinite(value)).sum()) if value.is_floating_point() else 0
+        if isinstance(value, float):
+            return 0 if math.isfinite(value) else 1
+        if isinstance(value, Mapping):
+            return sum(count(v) for v in value.values())
+        if isinstance(value, (list, tuple)):
+            return sum(count(v) for v in value)
+        return 0
+
+    for name, state in states.items():
+        bad = count(state)
+        if bad:
+            found[f"{name}.pt"] = bad
+    return found

@@ -8,6 +8,11 @@ unless named), then hands over to the run's runner: an env run plays determinist
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # `python -m rl_runner.evaluate`: a Ctrl-C during the imports below is one line
+    from rl_runner.cli import exit_quietly_on_interrupt
+
+    exit_quietly_on_interrupt("rl-eval")
+
 import sys
 from pathlib import Path
 

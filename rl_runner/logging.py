@@ -40,10 +40,26 @@ class MetricAccumulator:
             return {}
         means = {name: float(total) / self.count for name, total in self.sums.items()}
         self.sums, self.count = {}, 0
-        broken = [f"{name}={value}" for name, value in means.items() if not math.isfinite(value)]
-        if broken:
-            raise NonFiniteLossError(", ".join(broken))
+        _raise_if_not_finite(means)
         return means
+
+    def check_finite(self) -> None:
+        """Raises ``NonFiniteLossError`` if the interval so far holds a NaN or infinite metric (keeps the sums)."""
+        _raise_if_not_finite({name: float(total) for name, total in self.sums.items()})
+
+    # A checkpoint keeps the unfinished interval, so a resumed run logs the very points of an uninterrupted one.
+    def state_dict(self) -> dict:
+        return {"sums": {name: total.cpu() for name, total in self.sums.items()}, "count": self.count}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.sums = {name: total.to(device) for name, total in state["sums"].items()}
+        self.count = state["count"]
+
+
+def _raise_if_not_finite(values: Mapping[str, float]) -> None:
+    broken = [f"{name}={value}" for name, value in values.items() if not math.isfinite(value)]
+    if broken:
+        raise NonFiniteLossError(", ".join(broken))
 
 
 class RunLogger:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import random
 import re
 import signal
+import socket
 import threading
+from datetime import datetime, timezone
+from pathlib import Path
 from types import FrameType
+from typing import IO, Iterator
 
 import numpy as np
 import torch
@@ -65,11 +72,14 @@ def restore_rng_state(state: dict) -> None:
 
 class StopSignals:
     """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so the run stops at a consistent
-    point and writes a checkpoint. A second Ctrl-C stops at once."""
+    point and writes a checkpoint. A second Ctrl-C stops at once, except inside ``protect()`` (a checkpoint
+    being written), where it waits until the write is complete."""
 
     def __init__(self) -> None:
         self.received: int | None = None
         self._previous: dict[int, object] = {}
+        self._protected = False
+        self._interrupt_pending = False
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
@@ -79,9 +89,58 @@ class StopSignals:
 
     def _handle(self, number: int, frame: FrameType | None) -> None:
         if self.received is not None and number == signal.SIGINT:
+            if self._protected:
+                self._interrupt_pending = True
+                return
             raise KeyboardInterrupt
         self.received = number
+
+    @contextlib.contextmanager
+    def protect(self) -> Iterator[None]:
+        """A section that a second Ctrl-C does not cut short; it takes effect when the section ends."""
+        self._protected = True
+        try:
+            yield
+        finally:
+            self._protected = False
+        if self._interrupt_pending:
+            raise KeyboardInterrupt
 
     def __exit__(self, *exc_info: object) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
+
+
+class RunLocked(RuntimeError):
+    pass
+
+
+class RunLock:
+    """One process at a time per run directory: an exclusive ``flock`` on ``<run>/.lock``, which the operating
+    system releases when its holder exits or dies, so a crashed or requeued job never leaves a stale lock."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / ".lock"
+        self.file: IO[str] | None = None
+
+    def __enter__(self) -> "RunLock":
+        file = open(self.path, "a+")
+        try:
+            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            file.close()
+            raise RunLocked(f"{self.path.parent} is in use by {holder}; wait for it to end or stop it") from None
+        file.seek(0)
+        file.truncate()
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        file.write(f"process {os.getpid()} on {socket.gethostname()} (since {started})\n")
+        file.flush()
+        self.file = file
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.file is not None:
+            self.file.close()  # closing releases the lock
+            self.file = None

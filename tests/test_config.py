@@ -7,7 +7,9 @@ import inspect
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 import torch.nn as nn
 
 from rl_runner.agents import RUNNER_OWNED_KEYS, agent_class, hyperparameters
@@ -109,8 +111,12 @@ def test_defaults_live_in_the_yaml_files_not_in_the_schemas() -> None:
 
 
 @pytest.mark.parametrize("net", GROUPS["net"])
-def test_every_net_option_composes(net: str) -> None:
-    assert compose_config([f"net={net}"]).net.hidden > 0
+def test_every_net_option_composes_and_builds_what_it_says(net: str) -> None:
+    cfg = compose_config([f"net={net}", "net.hidden=24", "net.depth=3"])
+    assert cfg.net.name == net
+    built = build_mlp(7, 3, resolve_net_spec(cfg.net))
+    widths = [(m.in_features, m.out_features) for m in built if isinstance(m, nn.Linear)]
+    assert widths == [(7, 24), (24, 24), (24, 24), (24, 3)]
 
 
 @pytest.mark.parametrize("experiment", GROUPS["experiment"])
@@ -238,12 +244,38 @@ def test_mlp_builder_honours_norm_init_and_activation(norm: Norm, init: Init) ->
     norm_types = {Norm.none: (), Norm.layer: (nn.LayerNorm,), Norm.batch: (nn.BatchNorm1d,)}[norm]
     assert sum(isinstance(m, norm_types) for m in net) == (3 if norm_types else 0)
     assert sum(isinstance(m, nn.Tanh) for m in net) == 3
-    if init is Init.fanin_uniform:
-        assert linears[-1].weight.abs().max() <= FANIN_FINAL_LAYER_BOUND
-        assert linears[0].weight.abs().max() <= 1 / 5**0.5
-        assert linears[0].weight.abs().max() > FANIN_FINAL_LAYER_BOUND
-    if init in (Init.he, Init.xavier, Init.orthogonal):
-        assert all(float(layer.bias.detach().abs().max()) == 0.0 for layer in linears)
+    # BatchNorm cancels a bias before it exactly; LayerNorm does not (it centres across units, not the batch)
+    assert [layer.bias is None for layer in linears] == [norm is Norm.batch] * 3 + [False]
+    if init is Init.default:
+        return
+    # every scheme but PyTorch's own starts the output layer small: no saturated tanh, Q-values near zero
+    assert linears[-1].weight.abs().max() <= FANIN_FINAL_LAYER_BOUND
+    gain = 5 / 3  # tanh's
+    expected_bound = {
+        Init.fanin_uniform: 1 / 5**0.5,
+        Init.he: gain * (3 / 5) ** 0.5,
+        Init.xavier: gain * (6 / (5 + 16)) ** 0.5,
+    }
+    if init in expected_bound:  # uniform schemes: the largest weight is close to the bound, never above it
+        bound = expected_bound[init]
+        assert 0.8 * bound < float(linears[0].weight.detach().abs().max()) <= bound
+    if init is Init.orthogonal:  # rows orthogonal, scaled by the activation's gain
+        weight = linears[1].weight.detach()
+        torch.testing.assert_close(weight @ weight.T, gain**2 * torch.eye(16), atol=1e-4, rtol=1e-4)
+    if init is not Init.fanin_uniform:
+        assert all(float(layer.bias.detach().abs().max()) == 0.0 for layer in linears if layer.bias is not None)
+
+
+def test_he_init_keeps_the_actor_out_of_tanh_saturation(tiny_config) -> None:
+    """With the output layer left at He scale, about a quarter of the initial pre-tanh outputs on HalfCheetah
+    were beyond |2| (tanh > 0.96): the policy started pinned to its bounds."""
+    from tests.conftest import make_agent
+
+    agent = make_agent(tiny_config("env=halfcheetah", "net.init=he", "net.hidden=256"))
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(4096, 17)), dtype=torch.float32)
+    with torch.no_grad():
+        pre_tanh = agent.actor.body(obs)
+    assert float((pre_tanh.abs() > 2).float().mean()) < 0.01
 
 
 def test_activation_choices_cover_the_schema() -> None:

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 def make_target(online: nn.Module) -> nn.Module:
     """A frozen copy of ``online``: same constructor arguments and same initial parameters by construction
-    (building it separately is how the seed notes' targets ended up with different layer sizes)."""
+    (a target built separately from the same config can silently differ, e.g. in layer sizes after an override)."""
     target = copy.deepcopy(online)
     target.requires_grad_(False)
     target.eval()

@@ -69,24 +69,27 @@ class GaussianNoise:
 
 
 class OrnsteinUhlenbeckNoise:
-    """Temporally correlated noise, dx = theta * (0 - x) dt + sigma sqrt(dt) dW, one process per env."""
+    """Temporally correlated noise, one process per env: x <- a x + b e with a = 1 - theta dt and e ~ N(0, 1),
+    the Euler step of dx = -theta x dt + ... . ``b`` is set so that the stationary std is ``sigma``, and every
+    episode starts from the stationary distribution, so ``sigma`` means the same as for Gaussian noise at
+    every step; the correlation time is 1 / (theta dt) steps."""
 
     DT = 1e-2  # the time step of the DDPG paper's and OpenAI Baselines' implementation
 
     def __init__(self, sigma: torch.Tensor, theta: float, num_envs: int) -> None:
         self.sigma = sigma
-        self.theta = theta
-        self.state = torch.zeros((num_envs, *sigma.shape), device=sigma.device)  # [N, A]
+        self.decay = 1.0 - theta * self.DT
+        self.diffusion = sigma * math.sqrt(1.0 - self.decay**2)  # stationary variance b^2 / (1 - a^2) = sigma^2
+        self.state = torch.randn((num_envs, *sigma.shape), device=sigma.device) * sigma  # [N, A]
 
     def sample(self, num_envs: int) -> torch.Tensor:
-        drift = -self.theta * self.state * self.DT
-        diffusion = self.sigma * math.sqrt(self.DT) * torch.randn_like(self.state)
-        self.state = self.state + drift + diffusion
+        self.state = self.decay * self.state + self.diffusion * torch.randn_like(self.state)
         return self.state
 
     def reset(self, done: np.ndarray) -> None:
         if done.any():
-            self.state[torch.from_numpy(done).to(self.state.device)] = 0.0
+            mask = torch.from_numpy(done).to(self.state.device)
+            self.state[mask] = torch.randn_like(self.state[mask]) * self.sigma
 
     def state_dict(self) -> dict:
         return {"state": self.state.cpu()}

@@ -1,10 +1,11 @@
 """The config layer: schemas (types and bounds), checks of a composed config, and composition helpers."""
 
-from rl_runner.config.checks import ConfigError, check_compatibility, check_config, check_values
+from rl_runner.config.checks import ConfigError, check_compatibility, check_config, check_values, config_warnings
 from rl_runner.config.compose import (
     CONF_DIR,
     compose_config,
     describe_error,
+    output_directory,
     resume_arguments,
     run_config,
     saved_overrides,
@@ -41,8 +42,10 @@ __all__ = [
     "check_compatibility",
     "check_config",
     "check_values",
+    "config_warnings",
     "compose_config",
     "describe_error",
+    "output_directory",
     "resume_arguments",
     "run_config",
     "saved_overrides",

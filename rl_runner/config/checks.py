@@ -102,3 +102,15 @@ def check_config(cfg: DictConfig, check_device: bool = True) -> None:
         resolve_device(cfg.device)  # a malformed or unavailable device
     except ValueError as error:
         raise ConfigError(str(error)) from error
+
+
+def config_warnings(cfg: DictConfig) -> list[str]:
+    """Settings that are legal but most likely not meant."""
+    warnings = []
+    learning_starts = OmegaConf.select(cfg, "agent.learning_starts")
+    if learning_starts is not None and cfg.total_steps <= learning_starts:
+        warnings.append(
+            f"total_steps={cfg.total_steps} is not above agent.learning_starts={learning_starts}: "
+            "the agent acts at random and never learns"
+        )
+    return warnings

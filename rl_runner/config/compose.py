@@ -12,7 +12,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from rl_runner.config.checks import ConfigError, check_config
+from rl_runner.config.checks import ConfigError, check_config, config_warnings
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # a link to the top-level conf/ in the source tree
 
@@ -90,8 +90,16 @@ def _override_variants(overrides: list[str]) -> list[list[str]]:
     return variants
 
 
-def validate_overrides(overrides: list[str]) -> None:
-    """Compose and check the config for these overrides (each sweep value too); raise ConfigError on any problem."""
+def output_directory(overrides: list[str], multirun: bool) -> Path:
+    """Where Hydra will put the run (or the sweep), for these overrides."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=_override_variants(overrides)[0], return_hydra_config=True)
+    return Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+
+
+def validate_overrides(overrides: list[str]) -> list[str]:
+    """Compose and check the config for these overrides (each sweep value too); raise ConfigError on any problem.
+    Returns warnings: settings that are legal but probably not meant."""
     parser = OverridesParser.create()
     for override in overrides:  # grammar of each, hydra.* included, so the message can name it
         try:
@@ -106,10 +114,14 @@ def validate_overrides(overrides: list[str]) -> None:
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     try:
         variants = _override_variants(own)
+        warnings: list[str] = []
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             for variant in variants:
-                check_config(compose(config_name="config", overrides=variant))
+                cfg = compose(config_name="config", overrides=variant)
+                check_config(cfg)
+                warnings += [w for w in config_warnings(cfg) if w not in warnings]
     except ConfigError:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         raise ConfigError(describe_error(error)) from error
+    return warnings

@@ -13,23 +13,35 @@ FANIN_FINAL_LAYER_BOUND = 3e-3
 
 
 def _gain(activation: Activation) -> float:
-    name = "leaky_relu" if activation is Activation.leaky_relu else activation.value
-    return nn.init.calculate_gain(name) if name in ("relu", "tanh", "leaky_relu") else math.sqrt(2.0)
+    """The factor that keeps activations' variance through a layer (gelu, silu and elu behave like relu)."""
+    name = activation.value if activation in (Activation.relu, Activation.tanh, Activation.leaky_relu) else "relu"
+    return nn.init.calculate_gain(name, 0.01 if activation is Activation.leaky_relu else None)  # nn.LeakyReLU's slope
 
 
 def initialise_linear(layer: nn.Linear, scheme: Init, activation: Activation, is_output: bool) -> None:
-    """Initialise one linear layer in place. ``default`` keeps PyTorch's own initialisation."""
+    """Initialise one linear layer in place. ``default`` keeps PyTorch's own initialisation.
+
+    Every other scheme gives the output layer the DDPG paper's small uniform init, so initial actions sit in
+    the middle of a tanh instead of at its saturated ends and initial Q-values are near zero; hidden layers are
+    scaled for the activation that follows them."""
     if scheme is Init.default:
         return
-    if scheme is Init.fanin_uniform:
-        bound = FANIN_FINAL_LAYER_BOUND if is_output else 1.0 / math.sqrt(layer.in_features)
-        nn.init.uniform_(layer.weight, -bound, bound)
-        nn.init.uniform_(layer.bias, -bound, bound)
-        return
-    if scheme is Init.he:
-        nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+    if is_output:
+        bound = FANIN_FINAL_LAYER_BOUND
+    elif scheme is Init.fanin_uniform:
+        bound = 1.0 / math.sqrt(layer.in_features)
+    elif scheme is Init.he:
+        bound = _gain(activation) * math.sqrt(3.0 / layer.in_features)  # kaiming_uniform_ with this gain
     elif scheme is Init.xavier:
-        nn.init.xavier_uniform_(layer.weight)
-    elif scheme is Init.orthogonal:
-        nn.init.orthogonal_(layer.weight, gain=1.0 if is_output else _gain(activation))
-    nn.init.zeros_(layer.bias)
+        bound = _gain(activation) * math.sqrt(6.0 / (layer.in_features + layer.out_features))
+    else:
+        bound = None
+    if bound is None:  # orthogonal
+        nn.init.orthogonal_(layer.weight, gain=_gain(activation))
+    else:
+        nn.init.uniform_(layer.weight, -bound, bound)
+    if layer.bias is not None:
+        if scheme is Init.fanin_uniform:
+            nn.init.uniform_(layer.bias, -bound, bound)
+        else:
+            nn.init.zeros_(layer.bias)

@@ -40,7 +40,9 @@ def build_mlp(in_features: int, out_features: int, spec: MLPConfig) -> nn.Sequen
     layers: list[nn.Module] = []
     width = in_features
     for _ in range(spec.depth):
-        linear = nn.Linear(width, spec.hidden)
+        # BatchNorm subtracts the batch mean of every unit, so a bias before it gets no true gradient
+        # (Adam would turn its rounding noise into a random walk). LayerNorm keeps it: it centres across units.
+        linear = nn.Linear(width, spec.hidden, bias=spec.norm is not Norm.batch)
         initialise_linear(linear, spec.init, spec.activation, is_output=False)
         layers.append(linear)
         if spec.norm is Norm.layer:

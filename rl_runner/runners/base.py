@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, Protocol
+from typing import Callable, Mapping, Protocol
 
 import torch
 from omegaconf import DictConfig
@@ -23,16 +23,20 @@ from omegaconf import DictConfig
 from rl_runner.agents.base import Agent
 from rl_runner.checkpoint import (
     PROGRESS_FORMAT,
+    CheckpointError,
+    CorruptCheckpoint,
     Stateful,
+    apply_states,
+    check_progress_format,
     checkpoint_name,
     latest_checkpoint,
-    load_into,
-    load_progress,
+    list_checkpoints,
+    non_finite_entries,
+    read_checkpoint,
     save_checkpoint,
 )
 from rl_runner.clock import Clock
 from rl_runner.logging import MetricAccumulator, NonFiniteLossError, RunLogger, TrainingDiverged
-from rl_runner.runners.record import RunRecord
 from rl_runner.runtime import StopSignals, restore_rng_state, rng_state
 
 log = logging.getLogger(__name__)
@@ -45,7 +49,7 @@ class RunContext:
     run_dir: Path
     device: torch.device
     resume_from: Path | None
-    record: RunRecord
+    on_start: list[Callable[[], None]] = field(default_factory=list)  # once a resume's checkpoint has loaded
 
 
 class Loop(Protocol):
@@ -85,8 +89,10 @@ def crossed(step: int, previous_step: int, every: int) -> bool:
 
 @dataclass
 class Counters:
-    updates: int = 0
-    train_seconds: float = 0.0
+    updates: int = 0  # logged updates; the unfinished log interval holds the rest (MetricAccumulator.count)
+    train_seconds: float = 0.0  # of finished log intervals
+    interval_step: int = 0  # where the unfinished log interval began
+    interval_seconds: float = 0.0  # how long it has run (saved, so its sps after a resume is right)
     last_eval: dict[str, float] = field(default_factory=dict)
 
 
@@ -100,84 +106,108 @@ class RunSkeleton:
         self.loop = loop
         self.clock = clock
         self.counters = Counters()
+        self.metrics = MetricAccumulator()
+        self.signals = StopSignals()
+        self.interval_start = time.perf_counter()
 
     # ---------------------------------------------------------------- start and checkpoints
     def start(self) -> None:
-        """Start fresh or load the latest checkpoint of ``resume_from``; the run is marked running after that."""
-        self._load(self.context.resume_from)
-        self.context.record.start(str(self.context.device))
-
-    def _load(self, resume_from: Path | None) -> None:
-        checkpoint = latest_checkpoint(resume_from / "checkpoints") if resume_from is not None else None
-        if resume_from is not None and checkpoint is None:
-            raise FileNotFoundError(f"resume={resume_from}: no checkpoint under {resume_from / 'checkpoints'}")
-        if checkpoint is None:
+        """Start fresh or load the latest readable checkpoint of ``resume_from``; only then is the run marked
+        as running (and, from the command line, its saved config updated): a failed resume changes nothing."""
+        resume_from = self.context.resume_from
+        if resume_from is None:
             self.loop.begin(None)
-            return
+        else:
+            self._load(*self._read_latest_readable(resume_from / "checkpoints"))
+        for started in self.context.on_start:
+            started()
+
+    def _read_latest_readable(self, root: Path) -> tuple[Path, dict[str, dict]]:
+        """The newest checkpoint whose files all read; a corrupt newer one is skipped, and said so."""
+        checkpoints = list_checkpoints(root)
+        if not checkpoints:
+            raise FileNotFoundError(f"resume={root.parent}: no checkpoint under {root}")
+        names = [*self.agent.state_groups(), "progress"]
+        optional = [name for name in self.loop.optional_groups()]
+        problems = []
+        for checkpoint in reversed(checkpoints):
+            present = [name for name in optional if (checkpoint / f"{name}.pt").exists()]
+            try:
+                states = read_checkpoint(checkpoint, names + present, map_location=self.agent.device)
+            except CorruptCheckpoint as error:
+                problems.append(str(error))
+                log.warning("%s; trying the checkpoint before it", error)
+                continue
+            if problems:
+                log.warning("resuming from %s, the newest checkpoint that reads", checkpoint)
+            return checkpoint, states
+        raise CheckpointError(f"no readable checkpoint under {root}: {'; '.join(problems)}")
+
+    def _load(self, checkpoint: Path, states: dict[str, dict]) -> None:
         log.info("resuming from %s", checkpoint)
-        progress = load_progress(checkpoint)  # an older format is refused before anything is loaded
-        load_into(checkpoint, self.agent.state_groups(), map_location=self.agent.device)
+        progress = check_progress_format(checkpoint, states.pop("progress"))  # before anything is applied
+        apply_states(checkpoint, self.agent.state_groups(), states)
         optional = self.loop.optional_groups()
-        present = {name: group for name, group in optional.items() if (checkpoint / f"{name}.pt").exists()}
-        load_into(checkpoint, present, map_location=self.agent.device)
-        if len(present) < len(optional):
-            log.warning(
-                "%s holds no %s (checkpoint.save_replay=false): refilling from empty",
-                checkpoint,
-                ", ".join(sorted(set(optional) - set(present))),
-            )
+        apply_states(checkpoint, {name: group for name, group in optional.items() if name in states}, states)
+        missing = sorted(set(optional) - set(states))
+        if missing:
+            log.warning("%s holds no %s (checkpoint.save_replay=false): refilling from empty", checkpoint, missing)
         self.counters = Counters(**progress["counters"])
+        self.metrics.load_state_dict(progress["metrics"], self.agent.device)
         self.clock.load_state_dict(progress["clock"])  # the saved horizon stays: see rl_runner/clock.py
         restore_rng_state(progress["rng"])
         self.loop.begin(progress["loop"])
 
     def save(self) -> Path:
+        """A checkpoint of everything, refused (as divergence) if a metric or a parameter is not finite."""
+        self.metrics.check_finite()
         states = {name: group.state_dict() for name, group in self.agent.state_groups().items()}
+        broken = non_finite_entries(states)
+        if broken:
+            shown = ", ".join(f"{name} ({count} values)" for name, count in broken.items())
+            raise NonFiniteLossError(f"non-finite values in {shown}")
         if self.cfg.checkpoint.save_replay:
             states.update({name: group.state_dict() for name, group in self.loop.optional_groups().items()})
+        counters = replace(self.counters, interval_seconds=time.perf_counter() - self.interval_start)
         states["progress"] = {
             "format": PROGRESS_FORMAT,
-            "counters": asdict(self.counters),
+            "counters": asdict(counters),
+            "metrics": self.metrics.state_dict(),
             "clock": self.clock.state_dict(),
             "rng": rng_state(),
             "loop": self.loop.state_dict(),
         }
-        return save_checkpoint(self.checkpoint_dir, self.clock.step, states, keep=self.cfg.checkpoint.keep)
+        with self.signals.protect():  # a second Ctrl-C waits for a complete checkpoint
+            return save_checkpoint(self.checkpoint_dir, self.clock.step, states, keep=self.cfg.checkpoint.keep)
 
     # ---------------------------------------------------------------- the run
     def run(self) -> dict:
-        cfg, clock = self.cfg, self.clock
+        cfg, clock, counters = self.cfg, self.clock, self.counters
         total_steps = int(cfg.total_steps)
         log_every, eval_every, checkpoint_every = int(cfg.log.every), int(cfg.eval.every), int(cfg.checkpoint.every)
-        metrics = MetricAccumulator()
         logger = RunLogger(self.tb_dir, total_steps, clock.step, show_progress=cfg.progress)
-        interval_start, interval_step = time.perf_counter(), clock.step
+        self.interval_start = time.perf_counter() - counters.interval_seconds
         try:
-            with StopSignals() as signals:
+            with self.signals as signals:
                 while clock.step < total_steps and signals.received is None:
                     previous_step = clock.step
-                    self.loop.advance(metrics, logger)
+                    self.loop.advance(self.metrics, logger)
                     logger.advance(clock.step - previous_step)
                     if crossed(clock.step, previous_step, log_every):
-                        now = time.perf_counter()
-                        sps = (clock.step - interval_step) / (now - interval_start)
-                        self.counters.train_seconds += now - interval_start
-                        interval_start, interval_step = now, clock.step
-                        self._flush(metrics, logger, {"charts/sps": sps})
+                        self._flush(logger)
                     if crossed(clock.step, previous_step, eval_every):
                         self._evaluate(logger)
                     if crossed(clock.step, previous_step, checkpoint_every):
-                        self._flush(metrics, logger)
-                        self.save()
+                        self.save()  # the unfinished log interval goes into the checkpoint, not into TensorBoard
                 # still inside the signal handler: a Ctrl-C during the final evaluation cannot skip the save
-                self.counters.train_seconds += time.perf_counter() - interval_start
-                self._flush(metrics, logger)
-                if signals.received is None and self.counters.last_eval.get("step") != clock.step:
-                    self._evaluate(logger)
+                interrupted_by = signals.received
+                if interrupted_by is None:
+                    self._flush(logger)  # the last, possibly shorter, interval
+                    if counters.last_eval.get("step") != clock.step:
+                        self._evaluate(logger)
                 latest = latest_checkpoint(self.checkpoint_dir)
                 already_saved = latest is not None and latest.name == checkpoint_name(clock.step)
-                checkpoint = latest if already_saved else self.save()
-                interrupted_by = signals.received
+                checkpoint = latest if already_saved and interrupted_by is not None else self.save()
             summary = self._summary(checkpoint, interrupted_by)
             if interrupted_by is None:  # a resumed run reports its hyperparameters once, when it finishes
                 logger.hparams(cfg, summary, clock.step)
@@ -190,14 +220,18 @@ class RunSkeleton:
         finally:
             logger.close()
 
-    def _flush(self, metrics: MetricAccumulator, logger: RunLogger, extra: dict[str, float] | None = None) -> None:
-        self.counters.updates += metrics.count
-        means = metrics.pop_means()  # raises NonFiniteLossError before anything is saved
-        if extra:
-            extra = {**extra, "charts/updates": self.counters.updates}
-        logger.scalars({**means, **(extra or {})}, self.clock.step)
-        status = {"sps": extra["charts/sps"]} if extra else {}
-        logger.advance(0, {**status, **self.loop.status()})
+    def _flush(self, logger: RunLogger) -> None:
+        """The means of the log interval that ends here, its steps per second and the update count."""
+        counters, now = self.counters, time.perf_counter()
+        if self.clock.step == counters.interval_step:
+            return
+        sps = (self.clock.step - counters.interval_step) / max(now - self.interval_start, 1e-9)
+        counters.train_seconds += now - self.interval_start
+        counters.updates += self.metrics.count
+        means = self.metrics.pop_means()  # raises NonFiniteLossError before anything is saved
+        logger.scalars({**means, "charts/sps": sps, "charts/updates": counters.updates}, self.clock.step)
+        self.interval_start, counters.interval_step = now, self.clock.step
+        logger.advance(0, {"sps": sps, **self.loop.status()})
 
     def _evaluate(self, logger: RunLogger) -> None:
         result = self.loop.evaluate()
@@ -207,10 +241,11 @@ class RunSkeleton:
 
     def _summary(self, checkpoint: Path, interrupted_by: int | None) -> dict:
         counters = self.counters
+        seconds = counters.train_seconds + (time.perf_counter() - self.interval_start if interrupted_by else 0.0)
         summary: dict = {
             "step": self.clock.step,
-            "updates": counters.updates,
-            "sps": self.clock.step / counters.train_seconds if counters.train_seconds > 0 else 0.0,
+            "updates": counters.updates + self.metrics.count,
+            "sps": self.clock.step / seconds if seconds > 0 else 0.0,
             "checkpoint": str(checkpoint),
             "interrupted": interrupted_by is not None,
             **self.loop.summary(),

@@ -109,7 +109,8 @@ class EnvLoop:
         self.learning_starts = int(cfg.agent.learning_starts)
         self.updates_per_step = float(cfg.agent.updates_per_step)
         self.eval_episodes = int(cfg.eval.episodes)
-        self.rng = np.random.default_rng(cfg.seed)  # warm-up actions
+        # warm-up actions get a stream of their own: default_rng(seed) would replay env 0's reset noise
+        self.rng = np.random.default_rng(np.random.SeedSequence(int(cfg.seed)).spawn(1)[0])
         self.obs: np.ndarray | None = None
         self.episode_returns = np.zeros(self.num_envs)
         self.episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
