@@ -132,6 +132,14 @@ def load_into(checkpoint: Path, groups: Mapping[str, Stateful], map_location: st
     apply_states(checkpoint, groups, read_checkpoint(checkpoint, groups, map_location))
 
 
+def load_finite_into(checkpoint: Path, groups: Mapping[str, Stateful], map_location: str | torch.device) -> None:
+    """``load_into`` for evaluation: a checkpoint whose networks hold NaN or inf is refused, not played."""
+    states = read_checkpoint(checkpoint, groups, map_location)
+    for name, count in non_finite_entries(states).items():
+        raise CheckpointError(f"{checkpoint / name} holds {count} non-finite value{'s' if count > 1 else ''}")
+    apply_states(checkpoint, groups, states)
+
+
 def check_progress_format(checkpoint: Path, progress: Any) -> dict:
     """``progress.pt``'s content, if it is of the current format; an older one is refused."""
     found = progress.get("format", 1) if isinstance(progress, dict) else None

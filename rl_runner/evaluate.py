@@ -69,8 +69,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         run_dir, options, overrides = parse_arguments(list(sys.argv[1:] if argv is None else argv))
         result = evaluate_run(run_dir, options, overrides)
-    except (ValueError, FileNotFoundError, CheckpointError, gym.error.Error) as error:
+    except (ValueError, CheckpointError, gym.error.Error) as error:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as error:  # a missing run, a read-only or full disk for the video or the scores
+        print(f"{PROGRAM}: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         sys.exit(2)
     for line in result["report"].splitlines():
         print(f"{PROGRAM}: {line}")

@@ -102,6 +102,18 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "rl_runner.train", *args]
 
 
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, loop_class: type, step: int) -> None:
+    """Send this process SIGTERM once a runner loop reaches ``step``, as a scheduler stopping the job would."""
+    original = loop_class.advance
+
+    def advance(self: Any, metrics: Any, logger: Any) -> None:
+        original(self, metrics, logger)
+        if self.clock.step == step:
+            signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(loop_class, "advance", advance)
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cli(*args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,7 @@ from rl_runner.data import load_data
 from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.runners.dataset import EpochLoop
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, TINY_DATA, run_cli, train_until_sigterm, write_series
+from tests.conftest import REPO_ROOT, TINY_DATA, interrupt_at, run_cli, train_until_sigterm, write_series
 from tests.test_checkpoint import assert_same_state
 
 
@@ -46,25 +45,13 @@ def test_dataset_run_writes_tags_checkpoints_and_run_json(tiny_data_config, tmp_
     assert record["provenance"]["git"] is None or len(record["provenance"]["git"]["commit"]) == 40
 
 
-def interrupt_at(monkeypatch, step: int) -> None:
-    """Send this process SIGTERM once the dataset loop reaches ``step``, as a scheduler killing the job would."""
-    original = EpochLoop.advance
-
-    def advance(self: EpochLoop, metrics, logger) -> None:
-        original(self, metrics, logger)
-        if self.clock.step == step:
-            signal.raise_signal(signal.SIGTERM)
-
-    monkeypatch.setattr(EpochLoop, "advance", advance)
-
-
 @pytest.mark.parametrize("stop_at", [40, 70])  # within the first epoch; in the second, after an epoch boundary
 def test_dataset_run_resumes_exactly(tiny_data_config, tmp_path: Path, monkeypatch, stop_at: int) -> None:
     """Stopped by a signal and resumed, a run with a learning-rate schedule and BatchNorm continues exactly."""
     cfg = tiny_data_config("total_steps=120", "checkpoint.every=0", "net.norm=batch")
     straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
     train(cfg, run_dir=straight)
-    interrupt_at(monkeypatch, stop_at)
+    interrupt_at(monkeypatch, EpochLoop, stop_at)
     assert train(cfg, run_dir=interrupted)["interrupted"]
     monkeypatch.undo()
     assert json.loads((interrupted / "run.json").read_text())["status"] == "interrupted"

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from rl_runner.agents.common import SoftUpdate
 from rl_runner.agents.ddpg import OrnsteinUhlenbeckNoise
 from rl_runner.buffers import ReplayBuffer
+from rl_runner.checkpoint import latest_checkpoint, load_into
 from rl_runner.logging import read_scalars
 from rl_runner.train import train
 from tests.conftest import compose_config, make_agent
@@ -252,5 +253,13 @@ def test_normalised_networks_train_and_act_on_single_observations(tiny_config, t
     cfg = tiny_config("env=pendulum", f"net.norm={norm}", "net.init=he", "total_steps=250", "checkpoint.every=0")
     summary = train(cfg, run_dir=tmp_path)  # BatchNorm in training mode would reject a batch of one observation
     assert summary["updates"] == 151 and np.isfinite(summary["eval/return_mean"])
-    target_critic = make_agent(cfg).target_critic
-    assert any(isinstance(m, (torch.nn.LayerNorm, torch.nn.BatchNorm1d)) for m in target_critic.modules())
+    trained = make_agent(cfg)
+    load_into(latest_checkpoint(tmp_path / "checkpoints"), trained.state_groups(), map_location="cpu")
+    norm_type = torch.nn.LayerNorm if norm == "layer" else torch.nn.BatchNorm1d
+    for online, target in ((trained.critic, trained.target_critic), (trained.actor, trained.target_actor)):
+        online_norms = [m for m in online.modules() if isinstance(m, norm_type)]
+        target_norms = [m for m in target.modules() if isinstance(m, norm_type)]
+        assert len(online_norms) == len(target_norms) == 2
+        # trained: the norm layers' scales moved away from their initial ones, and the targets follow them
+        assert any(not torch.equal(m.weight, torch.ones_like(m.weight)) for m in online_norms)
+        assert any(not torch.equal(m.weight, torch.ones_like(m.weight)) for m in target_norms)

@@ -164,7 +164,7 @@ class RunSkeleton:
         states = {name: group.state_dict() for name, group in self.agent.state_groups().items()}
         broken = non_finite_entries(states)
         if broken:
-            shown = ", ".join(f"{name} ({count} values)" for name, count in broken.items())
+            shown = ", ".join(f"{name} ({count} value{'s' if count > 1 else ''})" for name, count in broken.items())
             raise NonFiniteLossError(f"non-finite values in {shown}")
         if self.cfg.checkpoint.save_replay:
             states.update({name: group.state_dict() for name, group in self.loop.optional_groups().items()})

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from rl_runner.agents import build_agent
 from rl_runner.agents.base import DatasetAgent
-from rl_runner.checkpoint import Stateful, load_into, load_progress
+from rl_runner.checkpoint import Stateful, load_finite_into, load_progress
 from rl_runner.clock import Clock
 from rl_runner.data import WindowData, load_data
 from rl_runner.logging import MetricAccumulator, RunLogger
@@ -114,11 +114,13 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     data = load_data(cfg.data, scaler_state=scaler_state)
     clock = Clock(horizon=int(cfg.total_steps), step=int(cfg.total_steps))
     agent = make_agent(cfg, data, device, clock)
-    load_into(checkpoint, agent.state_groups(), map_location=device)
+    load_finite_into(checkpoint, agent.state_groups(), map_location=device)
     agent.train_mode(False)
     samples = torch.as_tensor(data.val, device=device)
     metrics = agent.evaluate(samples)
     scores = agent.score(samples).cpu().numpy()
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{checkpoint}: {int((~np.isfinite(scores)).sum())} window scores are not finite")
     path = checkpoint.parents[1] / "scores" / f"{checkpoint.name}.csv"
     write_scores(path, data.val_starts, scores)
     shown = ", ".join(f"{name} {value:.6g}" for name, value in metrics.items())

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 
 from rl_runner.agents import build_agent
 from rl_runner.agents.base import OffPolicyAgent, Transition
-from rl_runner.checkpoint import Stateful, load_into
+from rl_runner.checkpoint import Stateful, load_finite_into
 from rl_runner.clock import Clock
 from rl_runner.envs import make_env, make_vector_env, restore_vector_env_state, vector_env_state
 from rl_runner.envs.state import UnsupportedEnvState
@@ -234,11 +234,13 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
         # evaluation must not depend on time: a trained policy is played as at the end of its schedules
         clock = Clock(horizon=int(cfg.total_steps), step=int(cfg.total_steps))
         agent = make_agent(cfg, env, device, clock)
-        load_into(checkpoint, agent.state_groups(), map_location=device)
+        load_finite_into(checkpoint, agent.state_groups(), map_location=device)
         frames: list[np.ndarray] = []
         returns = evaluate_policy(agent, env, episodes, seed, frames if video else None)
     finally:
         env.close()
+    if not np.isfinite(returns).all():
+        raise ValueError(f"{checkpoint}: the policy's returns are not finite ({returns.tolist()})")
     result: dict[str, Any] = {
         "checkpoint": str(checkpoint),
         "episodes": episodes,

@@ -9,6 +9,7 @@ requeued run shows its history. A process killed outright leaves ``running`` beh
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import socket
@@ -21,6 +22,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+log = logging.getLogger(__name__)
 RECORD_NAME = "run.json"
 PACKAGES = ("rl-runner", "torch", "gymnasium", "numpy", "hydra-core", "omegaconf", "mujoco", "ale-py")
 
@@ -92,8 +94,12 @@ class RunRecord:
 
     def _write(self) -> None:
         temporary = self.path.with_name(f".{RECORD_NAME}.tmp")
-        temporary.write_text(json.dumps(self.content, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        try:
+            temporary.write_text(json.dumps(self.content, indent=2) + "\n")
+            os.replace(temporary, self.path)
+        except OSError as error:
+            temporary.unlink(missing_ok=True)
+            raise OSError(error.errno, f"cannot write run.json ({error.strerror})", str(self.path)) from error
 
     def start(self, device: str) -> None:
         self.content.update(status="running", updated=_now(), device=device, provenance=provenance())
@@ -102,7 +108,8 @@ class RunRecord:
         self.started = True
 
     def end(self, status: str, summary: dict | None = None, error: str | None = None) -> float | None:
-        """Record the outcome; returns the objective's value when the summary has it."""
+        """Record the outcome; returns the objective's value when the summary has it. Recording a failure never
+        hides it: if run.json cannot be written then (a full disk), that is only logged."""
         value = (summary or {}).get(self.objective["metric"])
         self.content.update(status=status, updated=_now())
         if not self.started:  # it failed while being set up
@@ -115,5 +122,10 @@ class RunRecord:
             self.content["error"] = error
         else:
             self.content.pop("error", None)
-        self._write()
+        try:
+            self._write()
+        except OSError as write_error:
+            if error is None:
+                raise
+            log.warning("%s: %s", write_error.filename, write_error.strerror)
         return value
