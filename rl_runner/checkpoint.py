@@ -23,6 +23,8 @@ import torch
 
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 TEMPORARY_PREFIX = ".tmp-"
+REPLACED_PREFIX = f"{TEMPORARY_PREFIX}replaced-"  # the old copy while a checkpoint of the same step replaces it
+CORRUPT_PREFIX = ".corrupt-"  # a checkpoint a resume found unreadable and skipped
 # The layout of progress.pt. Format 1 (no "format" key) was the DDPG-only runner's; format 2 splits it into
 # the skeleton's counters, the clock and the runner loop's own state. Bump it whenever that layout changes.
 PROGRESS_FORMAT = 2
@@ -60,6 +62,7 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
     temporary = root / f"{TEMPORARY_PREFIX}{final.name}"
     try:
         root.mkdir(parents=True, exist_ok=True)
+        _recover_replaced(root)
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir()
         for name, state in states.items():
@@ -75,8 +78,8 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
             f"cannot write checkpoint {final}: {error.strerror or error}; "
             f"the latest good checkpoint is {previous or 'none'}"
         ) from error
-    if final.exists():  # a second save for the same step: move the old one aside (still complete) first
-        replaced = root / f"{TEMPORARY_PREFIX}replaced-{final.name}"
+    if final.exists():  # a second save for the same step: move the old one aside (still complete) first;
+        replaced = root / f"{REPLACED_PREFIX}{final.name}"  # a kill before the next rename leaves it as the latest
         shutil.rmtree(replaced, ignore_errors=True)
         os.rename(final, replaced)
     os.rename(temporary, final)
@@ -88,12 +91,25 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
     return final
 
 
+def _recover_replaced(root: Path) -> None:
+    """A kill between moving a checkpoint aside and moving its replacement in: put the old one back."""
+    for replaced in root.glob(f"{REPLACED_PREFIX}step_*"):
+        original = root / replaced.name[len(REPLACED_PREFIX) :]
+        if not original.exists():
+            os.rename(replaced, original)
+
+
 def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first."""
+    """Complete checkpoints under ``root``, oldest first (one moved aside by an interrupted replace included)."""
     if not root.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := CHECKPOINT_PATTERN.match(p.name))]
-    return [path for _, path in sorted(found)]
+    found = {}
+    for path in root.iterdir():
+        name = path.name[len(REPLACED_PREFIX) :] if path.name.startswith(REPLACED_PREFIX) else path.name
+        match = CHECKPOINT_PATTERN.match(name)
+        if path.is_dir() and match and (path.name == name or not (root / name).exists()):
+            found[int(match.group(1))] = path
+    return [found[step] for step in sorted(found)]
 
 
 def latest_checkpoint(root: Path) -> Path | None:

@@ -1,9 +1,12 @@
-"""Console entry points (``rl-train``, ``rl-eval``). They only install a quiet Ctrl-C handler before the heavy
-imports (torch, gymnasium, hydra take seconds), so an interrupt while starting ends with one line and exit
-code 130 instead of a traceback through importlib. Training replaces the handler with its own while it runs."""
+"""Console entry points (``rl-train``, ``rl-eval``). The heavy imports (torch, gymnasium, hydra) take seconds;
+a Ctrl-C during them ends the process at once with one line and exit code 130 instead of a traceback through
+importlib (raising from a signal handler inside a C extension's import can abort the interpreter, so the
+handler exits without unwinding: nothing has been written yet). Once the imports are done, Ctrl-C raises
+``KeyboardInterrupt`` again, which the programs turn into one line, and training replaces it while it runs."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from types import FrameType
@@ -11,16 +14,22 @@ from types import FrameType
 
 def exit_quietly_on_interrupt(program: str) -> None:
     def interrupted(number: int, frame: FrameType | None) -> None:
-        print(f"{program}: interrupted", file=sys.stderr)
-        raise SystemExit(130)
+        sys.stderr.write(f"{program}: interrupted\n")
+        sys.stderr.flush()
+        os._exit(130)
 
     signal.signal(signal.SIGINT, interrupted)
+
+
+def interrupts_raise() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def train() -> None:
     exit_quietly_on_interrupt("rl-train")
     from rl_runner.train import main
 
+    interrupts_raise()
     main()
 
 
@@ -28,4 +37,5 @@ def evaluate() -> None:
     exit_quietly_on_interrupt("rl-eval")
     from rl_runner.evaluate import main
 
+    interrupts_raise()
     main()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import gymnasium as gym
 
+from rl_runner.checkpoint import CheckpointError
+
 PROGRAM = "rl-eval"
 COMMON_OPTIONS = ("checkpoint", "device")
 USAGE = (
@@ -28,8 +30,11 @@ USAGE = (
 
 def parse_arguments(argv: list[str]) -> tuple[Path, dict[str, str], list[str]]:
     """The run directory, the ``key=value`` options and the dotted config overrides."""
-    if not argv or argv[0] in ("-h", "--help"):
-        raise SystemExit(USAGE)
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0)
+    if not argv:
+        raise ValueError(USAGE)
     options, overrides = {}, []
     for argument in argv[1:]:
         key, sep, value = argument.partition("=")
@@ -64,8 +69,6 @@ def evaluate_run(run_dir: Path, options: dict[str, str] | None = None, overrides
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rl_runner.checkpoint import CheckpointError
-
     try:
         run_dir, options, overrides = parse_arguments(list(sys.argv[1:] if argv is None else argv))
         result = evaluate_run(run_dir, options, overrides)
@@ -75,9 +78,15 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as error:  # a missing run, a read-only or full disk for the video or the scores
         print(f"{PROGRAM}: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{PROGRAM}: error: interrupted", file=sys.stderr)
+        sys.exit(130)
     for line in result["report"].splitlines():
         print(f"{PROGRAM}: {line}")
 
 
 if __name__ == "__main__":
+    from rl_runner.cli import interrupts_raise
+
+    interrupts_raise()
     main()

@@ -66,11 +66,19 @@ def train(cfg: DictConfig, run_dir: Path | None = None) -> dict:
             summary = runner_function(cfg.agent.runner, "run")(cfg, context)
         except BaseException as error:
             if record.started or resume_from is None:
-                status = {TrainingDiverged: "diverged", KeyboardInterrupt: "interrupted"}.get(type(error), "failed")
-                record.end(status, error=f"{type(error).__name__}: {error}")
+                record.end(outcome(error), error=f"{type(error).__name__}: {error}")
             raise
         record.end("interrupted" if summary["interrupted"] else "finished", summary)
     return summary
+
+
+def outcome(error: BaseException) -> str:
+    """run.json's status for a run that ended with ``error``."""
+    if isinstance(error, TrainingDiverged):
+        return "diverged"
+    if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and error.code == 130):
+        return "interrupted"  # a second Ctrl-C, or one while the run was being set up (rl_runner.cli)
+    return "failed"
 
 
 def save_job_config(run_dir: Path, cfg: DictConfig) -> None:
@@ -131,7 +139,13 @@ FLAGS_THAT_SKIP_CHECKS = {
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        _main(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt:  # a second Ctrl-C stops at once (a checkpoint being written is completed first)
+        fail("interrupted", code=130)
+
+
+def _main(argv: list[str]) -> None:
     flags = [a for a in argv if a.startswith("-")]
     overrides = [a for a in argv if not a.startswith("-")]
     if not any(flag.split("=")[0] in FLAGS_THAT_SKIP_CHECKS for flag in flags):
@@ -150,10 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         except OSError as error:
             fail(describe_os_error(error), code=1)
     sys.argv = [PROGRAM, *argv]
-    try:
-        _hydra_main()
-    except KeyboardInterrupt:  # a second Ctrl-C: the run stopped at once (a checkpoint being written completed)
-        fail("interrupted; the latest checkpoint is complete", code=130)
+    _hydra_main()
 
 
 def check_writable(directory: Path) -> None:
@@ -169,4 +180,7 @@ def check_writable(directory: Path) -> None:
 
 
 if __name__ == "__main__":
+    from rl_runner.cli import interrupts_raise
+
+    interrupts_raise()
     main()

@@ -90,6 +90,9 @@ def test_a_corrupt_latest_checkpoint_falls_back_to_the_newest_readable_one(tiny_
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert f"{actor} is corrupt" in warnings and "resuming from" in warnings and "step_000000000150" in warnings
     assert "does not fit" not in warnings
+    # the skipped checkpoint is kept for a look, out of the way of "latest"
+    assert (tmp_path / "checkpoints" / f".corrupt-{newest.name}" / "actor.pt").is_file()
+    assert latest_checkpoint(tmp_path / "checkpoints").name == "step_000000000450"
 
 
 def test_no_readable_checkpoint_is_one_clear_error(tiny_config, tmp_path: Path) -> None:
@@ -124,11 +127,15 @@ def test_a_checkpoint_with_non_finite_parameters_is_never_written(tiny_config, t
 
 
 def test_a_huge_learning_rate_diverges_without_a_non_finite_checkpoint(tiny_config, tmp_path: Path) -> None:
-    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
-        train(tiny_config("env=pendulum", "agent.alpha=1e39", "total_steps=1000", "eval.every=0"), run_dir=tmp_path)
-    for checkpoint in list_checkpoints(tmp_path / "checkpoints"):
-        states = {name: load_state(checkpoint, name) for name in ("actor", "critic", "target_actor", "target_critic")}
-        assert not non_finite_entries(states)
+    """The first update (at step 100) overflows the actor; the checkpoint due at that very step is refused and the
+    one before it is named."""
+    cfg = tiny_config("env=pendulum", "agent.alpha=1e39", "total_steps=1000", "eval.every=0", "checkpoint.every=50")
+    with pytest.raises(TrainingDiverged, match=r"at step 100: non-finite values in actor.pt.*step_000000000050$"):
+        train(cfg, run_dir=tmp_path)
+    checkpoints = list_checkpoints(tmp_path / "checkpoints")
+    assert [c.name for c in checkpoints] == ["step_000000000050"]
+    states = {name: load_state(checkpoints[0], name) for name in ("actor", "critic", "target_actor", "target_critic")}
+    assert not non_finite_entries(states)
 
 
 def test_rl_eval_refuses_a_checkpoint_with_non_finite_parameters(tmp_path: Path) -> None:
@@ -235,6 +242,9 @@ def test_cli_refuses_a_second_process_with_one_line(tmp_path: Path) -> None:
         "agent.alpha=-1",
         "agent.noise_scale=-0.1",
         "env.max_episode_steps=0",
+        "agent.updates_per_step=inf",
+        "agent.alpha=inf",
+        "agent.ou_theta=150",
     ],
 )
 def test_out_of_range_values_are_one_line_config_errors(override: str) -> None:
@@ -342,7 +352,7 @@ def test_cli_turns_a_second_ctrl_c_into_one_line(monkeypatch, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         train_module.main(["env=pendulum"])
     assert exit_info.value.code == 130
-    assert capsys.readouterr().err == "rl-train: error: interrupted; the latest checkpoint is complete\n"
+    assert capsys.readouterr().err == "rl-train: error: interrupted\n"
 
 
 @pytest.mark.parametrize("command", [["-m", "rl_runner.train"], ["-m", "rl_runner.evaluate"], ["rl-train"]])
@@ -427,3 +437,43 @@ def test_normalised_networks_keep_their_statistics_through_training(tiny_config,
     assert all(float(m.running_mean.abs().sum()) > 0 for m in norms)
     linears = [layer for layer in agent.critic.body if isinstance(layer, torch.nn.Linear)]
     assert [layer.bias is None for layer in linears] == [True, True, False]  # no bias before a BatchNorm
+
+
+def test_a_resume_applies_the_configured_learning_rates(tiny_config, tmp_path: Path) -> None:
+    """Optimizer.load_state_dict restores the saved learning rate: a resume with agent.alpha=... used to keep
+    training at the old one (while the saved config showed the new one)."""
+    train(tiny_config("env=pendulum", "total_steps=150", "eval.every=0", "agent.alpha=1e-3"), run_dir=tmp_path)
+    time.sleep(1.1)
+    resumed = tiny_config(
+        "env=pendulum", "total_steps=300", "agent.alpha=1e-5", "agent.beta=2e-5", f"resume={tmp_path}"
+    )
+    train(resumed, run_dir=tmp_path)
+    checkpoint = latest_checkpoint(tmp_path / "checkpoints")
+    assert load_state(checkpoint, "actor_optimizer")["param_groups"][0]["lr"] == 1e-5
+    assert load_state(checkpoint, "critic_optimizer")["param_groups"][0]["lr"] == 2e-5
+
+
+def test_the_last_checkpoint_is_written_once_and_an_interrupted_replace_is_recovered(
+    tiny_config, tmp_path: Path, monkeypatch
+) -> None:
+    from rl_runner.checkpoint import save_checkpoint
+    from rl_runner.runners.base import RunSkeleton
+
+    saves = []
+    original = RunSkeleton.save
+    monkeypatch.setattr(RunSkeleton, "save", lambda self: saves.append(self.clock.step) or original(self))
+    train(tiny_config("env=pendulum", "total_steps=300", "checkpoint.every=150"), run_dir=tmp_path / "run")
+    assert saves == [150, 300]
+    # a kill between moving the old step_300 aside and moving its replacement in
+    root = tmp_path / "run" / "checkpoints"
+    (root / "step_000000000300").rename(root / ".tmp-replaced-step_000000000300")
+    assert latest_checkpoint(root).name == ".tmp-replaced-step_000000000300"  # still found, still loadable
+    save_checkpoint(root, 400, {"progress": {"step": 400}}, keep=3)
+    assert [c.name for c in list_checkpoints(root)] == [f"step_{s:012d}" for s in (150, 300, 400)]
+
+
+def test_a_resume_with_more_envs_and_ou_noise_starts_new_episodes(tiny_config, tmp_path: Path) -> None:
+    train(tiny_config("env=pendulum", "agent.noise=ou", "total_steps=150", "eval.every=0"), run_dir=tmp_path)
+    more = tiny_config("env=pendulum", "agent.noise=ou", "env.num_envs=4", "total_steps=310", f"resume={tmp_path}")
+    assert train(more, run_dir=tmp_path)["step"] == 310
+    assert load_state(latest_checkpoint(tmp_path / "checkpoints"), "exploration_noise")["state"].shape == (4, 1)

@@ -8,6 +8,7 @@ import pty
 import struct
 import subprocess
 import termios
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,12 @@ def test_training_on_cuda_keeps_networks_optimizers_and_replay_on_the_gpu(tiny_c
         tensors += [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t) and t.dim()]
     assert tensors and all(t.is_cuda for t in tensors)
     assert agent.update()["loss/critic"].is_cuda
+    # a resume on the GPU: RNG states and counters come back on the CPU, the state groups on the GPU
+    time.sleep(1.1)
+    resumed = tiny_config(
+        "env=halfcheetah", "device=cuda", "env.max_episode_steps=100", "total_steps=400", f"resume={tmp_path}"
+    )
+    assert train(resumed, run_dir=tmp_path)["step"] == 400
 
 
 def test_sweep_runs_every_combination(tmp_path: Path) -> None:

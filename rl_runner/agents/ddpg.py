@@ -95,7 +95,11 @@ class OrnsteinUhlenbeckNoise:
         return {"state": self.state.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = state["state"].to(self.sigma.device)
+        saved = state["state"].to(self.sigma.device)
+        if saved.shape == self.state.shape:
+            self.state = saved
+        # else: a resume with another env.num_envs, whose episodes start anew (the env snapshot is refused
+        # too): keep the fresh stationary draws of this run's envs
 
 
 class DDPG:

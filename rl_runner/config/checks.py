@@ -113,4 +113,7 @@ def config_warnings(cfg: DictConfig) -> list[str]:
             f"total_steps={cfg.total_steps} is not above agent.learning_starts={learning_starts}: "
             "the agent acts at random and never learns"
         )
+    metric = cfg.agent.objective.metric
+    if cfg.env is not None and metric.startswith("eval/") and cfg.eval.episodes == 0:
+        warnings.append(f"eval.episodes=0: the objective {metric} is never measured (a sweeper gets no value)")
     return warnings

@@ -30,11 +30,11 @@ def _checked(check: Check, default: Any = MISSING) -> Any:
 
 
 def positive() -> Any:
-    return _checked(lambda v: None if v > 0 else "must be positive")
+    return _checked(lambda v: None if 0 < v < math.inf else "must be positive and finite")
 
 
 def at_least(low: float) -> Any:
-    return _checked(lambda v: None if v >= low else f"must be at least {low}")
+    return _checked(lambda v: None if low <= v < math.inf else f"must be at least {low} and finite")
 
 
 def within(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Any:
@@ -167,7 +167,7 @@ class DDPGConfig(OffPolicyAgentConfig):
     tau: float = within(0.0, 1.0, low_open=True)
     noise: ExplorationNoise = MISSING
     noise_scale: float = at_least(0.0)  # standard deviation, as a fraction of half the action range
-    ou_theta: float = at_least(0.0)
+    ou_theta: float = within(0.0, 100.0)  # mean reversion per unit time; the process steps dt = 0.01
     actor_net: NetOverride = field(default_factory=NetOverride)
     critic_net: NetOverride = field(default_factory=NetOverride)
 

@@ -1,7 +1,8 @@
 """Data sources for runs without an env: ``data.source`` -> a loader that returns windowed splits.
 
-A loader is ``load(data_cfg, scaler=None) -> WindowData``. Scaling is fitted on the training split only;
-``rl-eval`` passes the scaler a run was trained with, so new data is scaled the same way.
+A loader is ``load(data_cfg, scaler_state=None, whole_series=False) -> WindowData``. Scaling is fitted on the
+training split only; ``rl-eval`` passes the scaler a run was trained with, so new data is scaled the same way,
+and ``whole_series=True`` makes ``val`` hold the windows of the whole series (``rl-eval split=all``).
 """
 
 from __future__ import annotations
@@ -59,5 +60,5 @@ class WindowData:
         return tuple(self.train.shape[1:])
 
 
-def load_data(data_cfg: DictConfig, scaler_state: dict | None = None) -> WindowData:
-    return resolve_entry(SOURCES, data_cfg.source, "data.source")(data_cfg, scaler_state)
+def load_data(data_cfg: DictConfig, scaler_state: dict | None = None, whole_series: bool = False) -> WindowData:
+    return resolve_entry(SOURCES, data_cfg.source, "data.source")(data_cfg, scaler_state, whole_series)

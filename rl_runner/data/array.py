@@ -119,26 +119,37 @@ def windows(rows: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.
     return np.ascontiguousarray(view[starts].transpose(0, 2, 1)), starts
 
 
-def load_array_windows(data_cfg: DictConfig, scaler_state: dict | None = None) -> WindowData:
+def load_array_windows(
+    data_cfg: DictConfig, scaler_state: dict | None = None, whole_series: bool = False
+) -> WindowData:
     path = Path(str(data_cfg.path)).expanduser()
     series, channels = read_series(path, list(data_cfg.columns))
     window, stride = int(data_cfg.window), int(data_cfg.stride)
-    split = len(series) - max(1, math.floor(len(series) * float(data_cfg.val_fraction)))
-    train_rows, val_rows = series[:split], series[split:]
-    for name, part in (("training", train_rows), ("validation", val_rows)):
-        if len(part) < window:
-            raise ValueError(
-                f"data.path={path}: the {name} part has {len(part)} rows, fewer than data.window={window} "
-                f"({len(series)} rows, data.val_fraction={data_cfg.val_fraction})"
-            )
     scaler = Scaler(series.shape[1])
     if scaler_state is not None:
         try:
             scaler.load_state_dict(scaler_state)
         except ValueError as error:
             raise ValueError(f"data.path={path}: {error}") from error
-    elif data_cfg.scaling is Scaling.standard:
+    if whole_series:  # scoring a whole file with a trained model's scaler: no split, nothing to train on
+        _check_length(path, "series", len(series), window, data_cfg)
+        every, starts = windows(scaler.transform(series), window, stride)
+        empty = np.empty((0, *every.shape[1:]), dtype=np.float32)
+        return WindowData(train=empty, val=every, val_starts=starts, channels=channels, scaler=scaler)
+    split = len(series) - max(1, math.floor(len(series) * float(data_cfg.val_fraction)))
+    train_rows, val_rows = series[:split], series[split:]
+    _check_length(path, "training part", len(train_rows), window, data_cfg)
+    _check_length(path, "validation part", len(val_rows), window, data_cfg)
+    if scaler_state is None and data_cfg.scaling is Scaling.standard:
         scaler.fit_standard(train_rows)
     train, _ = windows(scaler.transform(train_rows), window, stride)
     val, val_starts = windows(scaler.transform(val_rows), window, stride)
     return WindowData(train=train, val=val, val_starts=val_starts + split, channels=channels, scaler=scaler)
+
+
+def _check_length(path: Path, part: str, rows: int, window: int, data_cfg: DictConfig) -> None:
+    if rows < window:
+        raise ValueError(
+            f"data.path={path}: the {part} has {rows} rows, fewer than data.window={window} "
+            f"(data.val_fraction={data_cfg.val_fraction})"
+        )

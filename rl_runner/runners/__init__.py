@@ -1,8 +1,9 @@
 """Runner registry: ``agent.runner`` -> the loop that drives that kind of agent, and what it needs.
 
-Each runner module provides ``run(cfg, run_dir, device, resume_from) -> summary`` (training, through the
-shared skeleton in ``runners/base.py``) and ``evaluate(cfg, checkpoint, device, options) -> result``
-(``rl-eval``). ``needs`` is checked against the composed config before anything runs.
+Each runner module provides ``run(cfg, context) -> summary`` (training, through the shared skeleton in
+``runners/base.py``; ``context`` is a ``RunContext``) and ``evaluate(cfg, checkpoint, device, options) -> result``
+(``rl-eval``, whose result has a printable ``report``). ``needs`` is checked against the composed config
+before anything runs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class RunnerEntry:
 
 RUNNERS = {
     "off_policy": RunnerEntry("rl_runner.runners.off_policy", needs="env", eval_options=("episodes", "video", "seed")),
-    "dataset": RunnerEntry("rl_runner.runners.dataset", needs="data", eval_options=()),
+    "dataset": RunnerEntry("rl_runner.runners.dataset", needs="data", eval_options=("split",)),
 }
 
 

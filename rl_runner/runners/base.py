@@ -5,8 +5,11 @@ A runner contributes a ``Loop``: what one step is (an env transition for the off
 step on a batch for the dataset loop), how to evaluate, and the loop's own state (env snapshots, episode
 counters, an epoch's position). Everything else happens here, once, for every runner.
 
-``progress.pt`` (format ``PROGRESS_FORMAT``) holds ``counters`` (updates, train time, last evaluation),
-``clock`` (step and schedule horizon), ``rng`` (python, numpy, torch, CUDA) and ``loop`` (the loop's state).
+``progress.pt`` holds ``format`` (``PROGRESS_FORMAT``), ``counters`` (updates, train time, the unfinished log
+interval, last evaluation), ``metrics`` (the unfinished interval's sums), ``clock`` (step and schedule horizon),
+``rng`` (python, numpy, torch, CUDA) and ``loop`` (the loop's state).
+
+A resume applies the run's current config to the restored optimisers (a new learning rate takes effect).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from omegaconf import DictConfig
 
 from rl_runner.agents.base import Agent
 from rl_runner.checkpoint import (
+    CORRUPT_PREFIX,
     PROGRESS_FORMAT,
     CheckpointError,
     CorruptCheckpoint,
@@ -82,6 +86,15 @@ class Loop(Protocol):
         ...
 
 
+def _is_optimizer(group: object) -> bool:
+    return isinstance(group, torch.optim.Optimizer)
+
+
+def _hyperparameters(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """Each parameter group's settings (lr, betas, weight_decay, ...), which load_state_dict would overwrite."""
+    return [{key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups]
+
+
 def crossed(step: int, previous_step: int, every: int) -> bool:
     """True when a multiple of ``every`` lies in (previous_step, step]: cadence that works for any step size."""
     return every > 0 and step // every > previous_step // every
@@ -118,35 +131,46 @@ class RunSkeleton:
         if resume_from is None:
             self.loop.begin(None)
         else:
-            self._load(*self._read_latest_readable(resume_from / "checkpoints"))
+            checkpoint, states, skipped = self._read_latest_readable(resume_from / "checkpoints")
+            self._load(checkpoint, states)
+            for corrupt in skipped:  # out of the way of "latest checkpoint", kept for a look
+                corrupt.rename(corrupt.with_name(f"{CORRUPT_PREFIX}{corrupt.name}"))
         for started in self.context.on_start:
             started()
 
-    def _read_latest_readable(self, root: Path) -> tuple[Path, dict[str, dict]]:
-        """The newest checkpoint whose files all read; a corrupt newer one is skipped, and said so."""
+    def _read_latest_readable(self, root: Path) -> tuple[Path, dict[str, dict], list[Path]]:
+        """The newest checkpoint whose files all read, and the corrupt newer ones it skipped (said so)."""
         checkpoints = list_checkpoints(root)
         if not checkpoints:
             raise FileNotFoundError(f"resume={root.parent}: no checkpoint under {root}")
-        names = [*self.agent.state_groups(), "progress"]
-        optional = [name for name in self.loop.optional_groups()]
-        problems = []
+        names = list(self.agent.state_groups())
+        optional = list(self.loop.optional_groups())
+        problems, skipped = [], []
         for checkpoint in reversed(checkpoints):
             present = [name for name in optional if (checkpoint / f"{name}.pt").exists()]
             try:
                 states = read_checkpoint(checkpoint, names + present, map_location=self.agent.device)
+                # RNG states and counters stay on the CPU whatever the training device
+                states.update(read_checkpoint(checkpoint, ["progress"], map_location="cpu"))
             except CorruptCheckpoint as error:
                 problems.append(str(error))
+                skipped.append(checkpoint)
                 log.warning("%s; trying the checkpoint before it", error)
                 continue
             if problems:
                 log.warning("resuming from %s, the newest checkpoint that reads", checkpoint)
-            return checkpoint, states
+            return checkpoint, states, skipped
         raise CheckpointError(f"no readable checkpoint under {root}: {'; '.join(problems)}")
 
     def _load(self, checkpoint: Path, states: dict[str, dict]) -> None:
         log.info("resuming from %s", checkpoint)
         progress = check_progress_format(checkpoint, states.pop("progress"))  # before anything is applied
-        apply_states(checkpoint, self.agent.state_groups(), states)
+        groups = self.agent.state_groups()
+        configured = {name: _hyperparameters(group) for name, group in groups.items() if _is_optimizer(group)}
+        apply_states(checkpoint, groups, states)
+        for name, param_groups in configured.items():  # the config's learning rates win over the saved ones
+            for group, values in zip(groups[name].param_groups, param_groups):
+                group.update(values)
         optional = self.loop.optional_groups()
         apply_states(checkpoint, {name: group for name, group in optional.items() if name in states}, states)
         missing = sorted(set(optional) - set(states))
@@ -155,6 +179,13 @@ class RunSkeleton:
         self.counters = Counters(**progress["counters"])
         self.metrics.load_state_dict(progress["metrics"], self.agent.device)
         self.clock.load_state_dict(progress["clock"])  # the saved horizon stays: see rl_runner/clock.py
+        if int(self.cfg.total_steps) > self.clock.horizon:
+            log.warning(
+                "total_steps=%d is beyond the %d steps this run started with: annealed schedules stay at their "
+                "end values (rl_runner/clock.py)",
+                int(self.cfg.total_steps),
+                self.clock.horizon,
+            )
         restore_rng_state(progress["rng"])
         self.loop.begin(progress["loop"])
 
@@ -197,7 +228,7 @@ class RunSkeleton:
                         self._flush(logger)
                     if crossed(clock.step, previous_step, eval_every):
                         self._evaluate(logger)
-                    if crossed(clock.step, previous_step, checkpoint_every):
+                    if crossed(clock.step, previous_step, checkpoint_every) and clock.step < total_steps:
                         self.save()  # the unfinished log interval goes into the checkpoint, not into TensorBoard
                 # still inside the signal handler: a Ctrl-C during the final evaluation cannot skip the save
                 interrupted_by = signals.received

@@ -108,10 +108,14 @@ class EpochLoop:
 
 # -------------------------------------------------------------------- rl-eval
 def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
-    """Scores the validation windows of ``data.path`` (the run's file, or another given as ``data.path=``)
-    with a checkpoint, scaled as the run's training data; writes them to ``<run>/scores/<checkpoint>.csv``."""
+    """Scores windows of ``data.path`` (the run's file, or another given as ``data.path=``) with a checkpoint,
+    scaled as the run's training data: the validation part (``split=val``, the default) or every window of the
+    file (``split=all``). Writes them to ``<run>/scores/<checkpoint>_<split>.csv``."""
+    split = options.get("split", "val")
+    if split not in ("val", "all"):
+        raise ValueError(f"split={split!r}: must be val or all")
     scaler_state = load_progress(checkpoint)["loop"]["scaler"]
-    data = load_data(cfg.data, scaler_state=scaler_state)
+    data = load_data(cfg.data, scaler_state=scaler_state, whole_series=split == "all")
     clock = Clock(horizon=int(cfg.total_steps), step=int(cfg.total_steps))
     agent = make_agent(cfg, data, device, clock)
     load_finite_into(checkpoint, agent.state_groups(), map_location=device)
@@ -121,11 +125,12 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     scores = agent.score(samples).cpu().numpy()
     if not np.isfinite(scores).all():
         raise ValueError(f"{checkpoint}: {int((~np.isfinite(scores)).sum())} window scores are not finite")
-    path = checkpoint.parents[1] / "scores" / f"{checkpoint.name}.csv"
+    path = checkpoint.parents[1] / "scores" / f"{checkpoint.name}_{split}.csv"
     write_scores(path, data.val_starts, scores)
     shown = ", ".join(f"{name} {value:.6g}" for name, value in metrics.items())
+    which = "validation windows" if split == "val" else "windows of the whole series"
     result: dict[str, Any] = {"checkpoint": str(checkpoint), "windows": len(scores), **metrics, "scores": str(path)}
-    result["report"] = f"{len(scores)} validation windows from {checkpoint}: {shown}\nscores written to {path}"
+    result["report"] = f"{len(scores)} {which} from {checkpoint}: {shown}\nscores written to {path}"
     return result
 
 
