@@ -15,6 +15,7 @@ class TransitionBatch(NamedTuple):
     next_obs: torch.Tensor  # [B, *obs_shape]
     terminated: torch.Tensor  # [B] 1.0 where the episode ended in a terminal state (no bootstrap)
     truncated: torch.Tensor  # [B] 1.0 where a time limit cut the episode (still bootstraps)
+    discounts: torch.Tensor | None = None  # [B] gamma**k of an n-step transition, in buffers made with discounts
 
 
 FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
@@ -30,12 +31,18 @@ class ReplayBuffer:
     """
 
     def __init__(
-        self, capacity: int, obs_shape: tuple[int, ...], action_shape: tuple[int, ...], device: torch.device
+        self,
+        capacity: int,
+        obs_shape: tuple[int, ...],
+        action_shape: tuple[int, ...],
+        device: torch.device,
+        discounts: bool = False,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"buffer_size must be positive, got {capacity}")
         self.capacity = capacity
         self.device = device
+        self.fields = FIELDS + (("discounts",) if discounts else ())
         self.shapes = {
             "obs": tuple(obs_shape),
             "actions": tuple(action_shape),
@@ -43,10 +50,11 @@ class ReplayBuffer:
             "next_obs": tuple(obs_shape),
             "terminated": (),
             "truncated": (),
+            "discounts": (),
         }
-        widths = [int(np.prod(self.shapes[name])) for name in FIELDS]
+        widths = [int(np.prod(self.shapes[name])) for name in self.fields]
         bounds = np.cumsum([0, *widths])
-        self.columns = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(FIELDS)}
+        self.columns = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(self.fields)}
         self.storage = torch.zeros((capacity, int(bounds[-1])), dtype=torch.float32, device=device)
         self.position = 0
         self.size = 0
@@ -62,32 +70,36 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
-    ) -> None:
-        """Add one transition per env; every argument has a leading [num_envs] axis."""
+        discounts: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add transitions (every argument has the same leading axis); returns the slots they were written to."""
         count = len(rewards)
-        rows = np.concatenate(
-            [
-                np.asarray(values, dtype=np.float32).reshape(count, -1)
-                for values in (obs, actions, rewards, next_obs, terminated, truncated)
-            ],
-            axis=1,
+        values = [obs, actions, rewards, next_obs, terminated, truncated] + (
+            [discounts] if "discounts" in self.fields else []
         )
+        rows = np.concatenate([np.asarray(v, dtype=np.float32).reshape(count, -1) for v in values], axis=1)
         rows_on_device = torch.from_numpy(rows).to(self.device)
+        slots = (self.position + np.arange(count)) % self.capacity
         if self.position + count <= self.capacity:  # the common case: one contiguous slice, no index tensor
             self.storage[self.position : self.position + count] = rows_on_device
         else:
-            slots = (self.position + np.arange(count)) % self.capacity
             self.storage[torch.from_numpy(slots).to(self.device)] = rows_on_device
         self.position = int((self.position + count) % self.capacity)
         self.size = min(self.size + count, self.capacity)
+        return slots
 
     def _unpack(self, rows: torch.Tensor) -> TransitionBatch:
         count = rows.shape[0]
-        return TransitionBatch(*(rows[:, self.columns[name]].reshape(count, *self.shapes[name]) for name in FIELDS))
+        return TransitionBatch(
+            **{name: rows[:, self.columns[name]].reshape(count, *self.shapes[name]) for name in self.fields}
+        )
+
+    def gather(self, slots: torch.Tensor) -> TransitionBatch:
+        return self._unpack(self.storage[slots])
 
     def sample(self, batch_size: int, generator: torch.Generator | None = None) -> TransitionBatch:
         index = torch.randint(0, self.size, (batch_size,), device=self.device, generator=generator)
-        return self._unpack(self.storage[index])
+        return self.gather(index)
 
     def stored(self) -> TransitionBatch:
         """Every stored transition, in slot order (oldest first only until the buffer wraps)."""
