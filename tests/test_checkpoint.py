@@ -40,15 +40,23 @@ AGENT_FILES = {
 }
 
 
-def assert_same_state(left: dict, right: dict) -> None:
-    assert left.keys() == right.keys()
-    for key in left:
-        if isinstance(left[key], dict):
-            assert_same_state(left[key], right[key])
-        elif isinstance(left[key], torch.Tensor):
-            assert torch.equal(left[key], right[key]), key
-        else:
-            assert left[key] == right[key], key
+def assert_same_state(left: object, right: object, where: str = "") -> None:
+    """Equal to the bit: tensors and arrays element by element, dicts and sequences item by item."""
+    assert type(left) is type(right), where
+    if isinstance(left, dict):
+        assert left.keys() == right.keys(), where
+        for key in left:
+            assert_same_state(left[key], right[key], f"{where}.{key}")
+    elif isinstance(left, (list, tuple)):
+        assert len(left) == len(right), where
+        for index, (a, b) in enumerate(zip(left, right)):
+            assert_same_state(a, b, f"{where}[{index}]")
+    elif isinstance(left, torch.Tensor):
+        assert torch.equal(left, right), where
+    elif isinstance(left, np.ndarray):
+        np.testing.assert_array_equal(left, right, err_msg=where)
+    else:
+        assert left == right, where
 
 
 def test_run_writes_tensorboard_tags_and_named_checkpoint_files(tiny_config, tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from rl_runner.registry import resolve_entry
 
 AGENT_CLASSES = {
     "ddpg": "rl_runner.agents.ddpg:DDPG",
+    "rainbow": "rl_runner.agents.rainbow:Rainbow",
     "autoencoder": "rl_runner.agents.autoencoder:WindowAutoencoder",
 }
 

@@ -26,7 +26,7 @@ class SumTree:
 
     @property
     def min(self) -> float:
-        """The smallest priority stored (inf while empty)."""
+        """The smallest positive priority stored (inf while there is none): zero leaves are never drawn."""
         return float(self.mins[1])
 
     def get(self, leaves: np.ndarray) -> np.ndarray:
@@ -44,7 +44,7 @@ class SumTree:
             raise ValueError("priorities must be finite and non-negative")
         nodes = self.size + leaves
         self.sums[nodes] = priorities
-        self.mins[nodes] = priorities
+        self.mins[nodes] = np.where(priorities > 0, priorities, np.inf)
         nodes = np.unique(nodes // 2)
         while nodes[0] >= 1:
             self.sums[nodes] = self.sums[2 * nodes] + self.sums[2 * nodes + 1]

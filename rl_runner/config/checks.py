@@ -56,6 +56,9 @@ def check_values(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
     problems = _bound_violations(cfg, "")
+    schema = OmegaConf.get_type(cfg.agent)
+    if hasattr(schema, "problems"):  # relations between fields, e.g. agent.v_min < agent.v_max
+        problems += schema.problems(cfg.agent)
     if problems:
         raise ConfigError("; ".join(problems))
 

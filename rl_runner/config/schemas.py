@@ -173,6 +173,36 @@ class DDPGConfig(OffPolicyAgentConfig):
 
 
 @dataclass
+class RainbowConfig(OffPolicyAgentConfig):
+    lr: float = positive()
+    adam_eps: float = positive()
+    target_update: int = positive()  # updates between target syncs
+    tau: float = within(0.0, 1.0, low_open=True)  # 1: copy the online net; below 1: move that part of the way
+    grad_clip: float = positive()  # max gradient norm
+    double: bool = MISSING
+    dueling: bool = MISSING
+    per: bool = MISSING
+    per_alpha: float = within(0.0, 1.0)  # priority exponent
+    per_beta_start: float = within(0.0, 1.0)  # importance-sampling exponent at the start; 1 at the end
+    per_eps: float = positive()
+    noisy: bool = MISSING
+    noisy_sigma0: float = positive()
+    n_step: int = positive()
+    distributional: bool = MISSING
+    atoms: int = at_least(2)
+    v_min: float = MISSING
+    v_max: float = MISSING
+    epsilon_start: float = within(0.0, 1.0)  # epsilon-greedy, used when noisy is off
+    epsilon_end: float = within(0.0, 1.0)
+    epsilon_fraction: float = within(0.0, 1.0, low_open=True)  # of the run, to go from start to end
+    eval_epsilon: float = within(0.0, 1.0)
+
+    @staticmethod
+    def problems(node: Any) -> list[str]:
+        return [f"agent.v_min={node.v_min} must be below agent.v_max={node.v_max}"] if node.v_min >= node.v_max else []
+
+
+@dataclass
 class DatasetAgentConfig(AgentConfig):
     batch_size: int = positive()  # windows per optimiser step; the dataset loop draws the batches
 
@@ -264,7 +294,7 @@ def run_name(*, _root_: Any) -> str:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "agent": {"ddpg": DDPGConfig, "autoencoder": AutoencoderConfig},
+    "agent": {"ddpg": DDPGConfig, "rainbow": RainbowConfig, "autoencoder": AutoencoderConfig},
     "env": {"env": EnvConfig},
     "data": {"array": ArrayDataConfig},
     "net": {"mlp": MLPConfig},

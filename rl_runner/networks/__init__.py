@@ -1,3 +1,3 @@
-from rl_runner.networks.mlp import build_mlp, resolve_net_spec
+from rl_runner.networks.mlp import ACTIVATIONS, build_mlp, hidden_layers, resolve_net_spec
 
-__all__ = ["build_mlp", "resolve_net_spec"]
+__all__ = ["ACTIVATIONS", "build_mlp", "hidden_layers", "resolve_net_spec"]

@@ -35,11 +35,12 @@ def resolve_net_spec(shared: Mapping[str, Any], override: Mapping[str, Any] | No
     return spec
 
 
-def build_mlp(in_features: int, out_features: int, spec: MLPConfig) -> nn.Sequential:
-    """Linear -> [norm] -> activation, ``depth`` times, then a plain linear output layer."""
+def hidden_layers(in_features: int, spec: MLPConfig, depth: int | None = None) -> list[nn.Module]:
+    """Linear -> [norm] -> activation, ``depth`` (default ``spec.depth``) times: a torso whose output width is
+    ``spec.hidden`` (``in_features`` when the depth is 0)."""
     layers: list[nn.Module] = []
     width = in_features
-    for _ in range(spec.depth):
+    for _ in range(spec.depth if depth is None else depth):
         # BatchNorm subtracts the batch mean of every unit, so a bias before it gets no true gradient
         # (Adam would turn its rounding noise into a random walk). LayerNorm keeps it: it centres across units.
         linear = nn.Linear(width, spec.hidden, bias=spec.norm is not Norm.batch)
@@ -51,7 +52,11 @@ def build_mlp(in_features: int, out_features: int, spec: MLPConfig) -> nn.Sequen
             layers.append(nn.BatchNorm1d(spec.hidden))
         layers.append(ACTIVATIONS[spec.activation]())
         width = spec.hidden
-    output = nn.Linear(width, out_features)
+    return layers
+
+
+def build_mlp(in_features: int, out_features: int, spec: MLPConfig) -> nn.Sequential:
+    """``spec.depth`` hidden layers, then a plain linear output layer."""
+    output = nn.Linear(spec.hidden if spec.depth else in_features, out_features)
     initialise_linear(output, spec.init, spec.activation, is_output=True)
-    layers.append(output)
-    return nn.Sequential(*layers)
+    return nn.Sequential(*hidden_layers(in_features, spec), output)
