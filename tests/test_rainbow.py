@@ -134,7 +134,10 @@ def test_resume_is_exact_with_the_prioritized_replay_saved(tiny_config, tmp_path
     straight, resumed = read_scalars(tmp_path / "straight" / "tb"), read_scalars(tmp_path / "resumed" / "tb")
     for tag in set(straight) - {"charts/sps", "final/sps"}:
         assert straight[tag] == resumed[tag], tag
-    a, b = latest_checkpoint(tmp_path / "straight" / "checkpoints"), latest_checkpoint(tmp_path / "resumed" / "checkpoints")
+    a, b = (
+        latest_checkpoint(tmp_path / "straight" / "checkpoints"),
+        latest_checkpoint(tmp_path / "resumed" / "checkpoints"),
+    )
     for name in ("online", "target", "optimizer", "counter", "nstep"):
         assert_same_state(load_state(a, name), load_state(b, name))
     replay_a, replay_b = load_state(a, "replay"), load_state(b, "replay")

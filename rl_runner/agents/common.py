@@ -34,10 +34,10 @@ class SoftUpdate:
 
 
 def make_adam(
-    params: Iterable[nn.Parameter], lr: float, device: torch.device, weight_decay: float = 0.0
+    params: Iterable[nn.Parameter], lr: float, device: torch.device, weight_decay: float = 0.0, eps: float = 1e-8
 ) -> torch.optim.Adam:
     # the fused kernel updates all parameters in one call instead of a dozen small ops per tensor
-    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda"))
+    return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda"))
 
 
 def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor) -> None:

@@ -26,14 +26,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rl_runner.agents.base import Transition
-from rl_runner.agents.common import SoftUpdate, make_target
+from rl_runner.agents.common import SoftUpdate, make_adam, make_target
 from rl_runner.agents.value_targets import categorical_projection, epsilon_greedy, next_actions, pick
 from rl_runner.buffers import NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
 from rl_runner.clock import Clock, linear_schedule
 from rl_runner.config import MLPConfig
 from rl_runner.networks import ACTIVATIONS, hidden_layers, resolve_net_spec
-from rl_runner.networks.noisy import mean_sigma, reset_noise, set_noise
+from rl_runner.networks.noisy import NoisyLinear, mean_sigma, noisy_layers, reset_noise, set_noise
 from rl_runner.networks.q_heads import QHead
 
 
@@ -111,7 +111,12 @@ class Rainbow:
             raise ValueError(f"Rainbow's MLP torso needs flat vector observations, the env has {observation_space}")
         self.device, self.clock = device, clock
         self.gamma, self.batch_size, self.grad_clip = float(gamma), int(batch_size), float(grad_clip)
-        self.double, self.per, self.noisy, self.distributional = bool(double), bool(per), bool(noisy), bool(distributional)
+        self.double, self.per, self.noisy, self.distributional = (
+            bool(double),
+            bool(per),
+            bool(noisy),
+            bool(distributional),
+        )
         self.num_actions = int(action_space.n)
         self.action_start = int(action_space.start)
         self.target_update, self.tau = int(target_update), float(tau)
@@ -128,7 +133,8 @@ class Rainbow:
         self.target = make_target(self.online)
         self.sync_target = SoftUpdate(self.target, self.online, self.tau)
         self.params = list(self.online.parameters())
-        self.optimizer = torch.optim.Adam(self.params, lr=float(lr), eps=float(adam_eps))
+        self.optimizer = make_adam(self.params, float(lr), device, eps=float(adam_eps))
+        self.noisy_online, self.noisy_target = noisy_layers(self.online), noisy_layers(self.target)
         self.counter = UpdateCounter()
         self.noise_resets = 0  # acting steps and updates that drew new noise (tests count them)
 
@@ -158,10 +164,10 @@ class Rainbow:
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # [N, O]
         if explore and self.noisy:
-            self._reset_noise(self.online)
-        set_noise(self.online, explore)  # evaluation: the mean weights
+            self._reset_noise(self.noisy_online)
+        set_noise(self.noisy_online, explore)  # evaluation: the mean weights
         greedy = self.q_values(self.online(obs_tensor)).argmax(dim=-1)  # [N]
-        set_noise(self.online, True)
+        set_noise(self.noisy_online, True)
         if not explore:
             epsilon = self.eval_epsilon
         else:
@@ -171,9 +177,9 @@ class Rainbow:
     def reset(self, done: np.ndarray, explore: bool = True) -> None:
         pass  # no per-episode acting state; the n-step windows close with the transitions that end episodes
 
-    def _reset_noise(self, *networks: nn.Module) -> None:
-        for network in networks:
-            reset_noise(network)
+    def _reset_noise(self, *layer_lists: list[NoisyLinear]) -> None:
+        for layers in layer_lists:
+            reset_noise(layers)
         self.noise_resets += 1
 
     # ---------------------------------------------------------------- memory
@@ -220,7 +226,7 @@ class Rainbow:
 
     def update(self) -> dict[str, torch.Tensor]:
         if self.noisy:
-            self._reset_noise(self.online, self.target)
+            self._reset_noise(self.noisy_online, self.noisy_target)
         if self.per:
             beta = self.beta()
             batch, slots, weights = self.replay.sample(self.batch_size, beta)
@@ -241,7 +247,7 @@ class Rainbow:
         metrics = {"loss/q": loss.detach(), "q/mean": q_taken.mean(), "charts/grad_norm": grad_norm.detach()}
         metrics["charts/replay_fill"] = torch.tensor(len(self.replay) / self.replay.capacity)
         if self.noisy:
-            metrics["charts/noisy_sigma"] = mean_sigma(self.online)
+            metrics["charts/noisy_sigma"] = mean_sigma(self.noisy_online)
         else:
             metrics["charts/epsilon"] = torch.tensor(self.epsilon())
         if self.per:

@@ -23,7 +23,7 @@ def next_actions(next_q_online: torch.Tensor, next_q_target: torch.Tensor, doubl
 
 
 def pick(values: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    """``values[..., a, ...]`` for each action: ``[..., A]`` -> ``[...]``, or ``[..., A, atoms]`` -> ``[..., atoms]``."""
+    """``values[..., a, ...]`` per action: ``[..., A]`` -> ``[...]``, or ``[..., A, atoms]`` -> ``[..., atoms]``."""
     index = actions.long()
     if values.dim() == index.dim() + 2:  # distributional: keep the atom axis
         index = index.unsqueeze(-1).unsqueeze(-1).expand(*index.shape, 1, values.shape[-1])

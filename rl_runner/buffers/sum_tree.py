@@ -16,7 +16,8 @@ class SumTree:
         if capacity < 1:
             raise ValueError(f"a sum tree needs at least one leaf, got {capacity}")
         self.capacity = capacity
-        self.size = 1 << max(0, (capacity - 1).bit_length())  # leaves, a power of two
+        self.depth = max(0, (capacity - 1).bit_length())  # levels above the leaves
+        self.size = 1 << self.depth  # leaves, a power of two
         self.sums = np.zeros(2 * self.size, dtype=np.float64)
         self.mins = np.full(2 * self.size, np.inf, dtype=np.float64)
 
@@ -45,13 +46,10 @@ class SumTree:
         nodes = self.size + leaves
         self.sums[nodes] = priorities
         self.mins[nodes] = np.where(priorities > 0, priorities, np.inf)
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:
+        for _ in range(self.depth):  # every node of the batch is at the same depth; duplicates compute alike
+            nodes = nodes // 2
             self.sums[nodes] = self.sums[2 * nodes] + self.sums[2 * nodes + 1]
             self.mins[nodes] = np.minimum(self.mins[2 * nodes], self.mins[2 * nodes + 1])
-            if nodes[0] == 1:
-                break
-            nodes = np.unique(nodes // 2)
 
     def find(self, prefix_sums: np.ndarray) -> np.ndarray:
         """For each value v in [0, total), the leaf whose cumulative range [start, start + priority) holds v."""

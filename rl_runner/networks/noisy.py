@@ -55,18 +55,23 @@ def noisy_layers(module: nn.Module) -> list[NoisyLinear]:
     return [m for m in module.modules() if isinstance(m, NoisyLinear)]
 
 
-def reset_noise(module: nn.Module) -> None:
-    """New noise for every noisy layer of ``module`` (a no-op for a network without any)."""
-    for layer in noisy_layers(module):
+def _layers(target: nn.Module | list[NoisyLinear]) -> list[NoisyLinear]:
+    """A network's noisy layers; agents pass the list they gathered once (walking modules costs per step)."""
+    return target if isinstance(target, list) else noisy_layers(target)
+
+
+def reset_noise(target: nn.Module | list[NoisyLinear]) -> None:
+    """New noise for every noisy layer (a no-op for a network without any)."""
+    for layer in _layers(target):
         layer.reset_noise()
 
 
-def set_noise(module: nn.Module, enabled: bool) -> None:
-    for layer in noisy_layers(module):
+def set_noise(target: nn.Module | list[NoisyLinear], enabled: bool) -> None:
+    for layer in _layers(target):
         layer.use_noise = enabled
 
 
-def mean_sigma(module: nn.Module) -> torch.Tensor:
+def mean_sigma(target: nn.Module | list[NoisyLinear]) -> torch.Tensor:
     """The mean |sigma| of the weights of every noisy layer: how much exploration noise is left."""
-    sigmas = [layer.weight_sigma.detach().abs().mean() for layer in noisy_layers(module)]
+    sigmas = [layer.weight_sigma.detach().abs().mean() for layer in _layers(target)]
     return torch.stack(sigmas).mean() if sigmas else torch.zeros(())

@@ -1,0 +1,112 @@
+"""Rainbow on CartPole-v1: env steps until the evaluation mean first reaches a threshold, over seeds, for full
+Rainbow and for Rainbow without each of its parts (an ablation table in the spirit of Hessel et al.).
+
+Each run is the real command line (`rl-train experiment=rainbow_cartpole seed=S ...`) in its own process with
+one torch thread, `--jobs` at a time; results are read back from the runs' TensorBoard files. A run that never
+reaches the threshold within `--steps` counts as "not reached".
+
+    .venv/bin/python scripts/bench_rainbow.py --seeds 0 1 2 3 4 --steps 30000
+    .venv/bin/python scripts/bench_rainbow.py --seeds 0 1 --ablations double dueling per noisy n_step distributional
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+PART_OFF = {
+    "double": "agent.double=false",
+    "dueling": "agent.dueling=false",
+    "per": "agent.per=false",
+    "noisy": "agent.noisy=false",
+    "n_step": "agent.n_step=1",
+    "distributional": "agent.distributional=false",
+}
+
+
+def run(variant: str, seed: int, steps: int, eval_every: int, root: Path) -> dict:
+    from rl_runner.logging import read_scalars
+
+    run_dir = root / f"{variant}_seed{seed}"
+    overrides = [PART_OFF[variant]] if variant in PART_OFF else []
+    command = [
+        sys.executable,
+        "-m",
+        "rl_runner.train",
+        "experiment=rainbow_cartpole",
+        f"seed={seed}",
+        f"total_steps={steps}",
+        f"eval.every={eval_every}",
+        "eval.episodes=10",
+        "checkpoint.every=0",
+        "progress=false",
+        "device=cpu",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=environment)
+    if result.returncode != 0:
+        raise RuntimeError(f"{variant} seed {seed} failed: {result.stderr[-500:]}")
+    scalars = read_scalars(run_dir / "tb")
+    evaluations = scalars["eval/return_mean"]
+    sps = [value for _, value in scalars["charts/sps"][1:]]  # the first interval is random warm-up
+    return {"variant": variant, "seed": seed, "evaluations": evaluations, "sps_median": statistics.median(sps)}
+
+
+def steps_to(evaluations: list[tuple[int, float]], threshold: float) -> int | None:
+    return next((step for step, value in evaluations if value >= threshold), None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=int, default=30000, help="cap per run (env steps)")
+    parser.add_argument("--eval-every", type=int, default=1000)
+    parser.add_argument("--threshold", type=float, default=475.0)
+    parser.add_argument("--ablations", nargs="*", default=[], choices=list(PART_OFF))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    variants = ["full", *args.ablations]
+    with tempfile.TemporaryDirectory() as directory, ThreadPoolExecutor(args.jobs) as pool:
+        jobs = [(v, s) for v in variants for s in args.seeds]
+        results = list(pool.map(lambda job: run(*job, args.steps, args.eval_every, Path(directory)), jobs))
+
+    print(f"| variant | steps to eval mean >= {args.threshold:g}, per seed {args.seeds} | median | reached | final eval |")
+    print("| --- | --- | --- | --- | --- |")
+    report = {"threshold": args.threshold, "cap": args.steps, "seeds": args.seeds, "variants": {}}
+    for variant in variants:
+        rows = [r for r in results if r["variant"] == variant]
+        reached = [steps_to(r["evaluations"], args.threshold) for r in rows]
+        # "not reached" counts as worse than any reached value (the cap plus one evaluation)
+        ranked = [step if step is not None else args.steps + args.eval_every for step in reached]
+        median = statistics.median(ranked)
+        shown = "not reached" if median > args.steps else f"{median:g}"
+        finals = [round(r["evaluations"][-1][1]) for r in rows]
+        per_seed = ", ".join("—" if step is None else str(step) for step in reached)
+        count = sum(step is not None for step in reached)
+        print(f"| {variant} | {per_seed} | {shown} | {count}/{len(rows)} | {finals} |")
+        report["variants"][variant] = {
+            "steps_to_threshold": reached,
+            "final_eval": finals,
+            "updates_per_second_median": statistics.median(r["sps_median"] for r in rows),
+        }
+    print(json.dumps({v: round(d["updates_per_second_median"], 1) for v, d in report["variants"].items()}))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
