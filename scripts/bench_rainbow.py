@@ -34,7 +34,7 @@ PART_OFF = {
 }
 
 
-def run(variant: str, seed: int, steps: int, eval_every: int, root: Path) -> dict:
+def run(variant: str, seed: int, steps: int, eval_every: int, root: Path, extra: list[str]) -> dict:
     from rl_runner.logging import read_scalars
 
     run_dir = root / f"{variant}_seed{seed}"
@@ -52,6 +52,7 @@ def run(variant: str, seed: int, steps: int, eval_every: int, root: Path) -> dic
         "progress=false",
         "device=cpu",
         f"hydra.run.dir={run_dir}",
+        *extra,
         *overrides,
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -76,17 +77,18 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=475.0)
     parser.add_argument("--ablations", nargs="*", default=[], choices=list(PART_OFF))
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, e.g. agent.lr=5e-4")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
     variants = ["full", *args.ablations]
     with tempfile.TemporaryDirectory() as directory, ThreadPoolExecutor(args.jobs) as pool:
         jobs = [(v, s) for v in variants for s in args.seeds]
-        results = list(pool.map(lambda job: run(*job, args.steps, args.eval_every, Path(directory)), jobs))
+        results = list(pool.map(lambda job: run(*job, args.steps, args.eval_every, Path(directory), args.set), jobs))
 
     print(f"| variant | steps to eval mean >= {args.threshold:g}, per seed {args.seeds} | median | reached | final eval |")
     print("| --- | --- | --- | --- | --- |")
-    report = {"threshold": args.threshold, "cap": args.steps, "seeds": args.seeds, "variants": {}}
+    report = {"threshold": args.threshold, "cap": args.steps, "seeds": args.seeds, "set": args.set, "variants": {}}
     for variant in variants:
         rows = [r for r in results if r["variant"] == variant]
         reached = [steps_to(r["evaluations"], args.threshold) for r in rows]
@@ -101,6 +103,7 @@ def main() -> None:
         report["variants"][variant] = {
             "steps_to_threshold": reached,
             "final_eval": finals,
+            "evaluations": {r["seed"]: r["evaluations"] for r in rows},
             "updates_per_second_median": statistics.median(r["sps_median"] for r in rows),
         }
     print(json.dumps({v: round(d["updates_per_second_median"], 1) for v, d in report["variants"].items()}))
