@@ -86,7 +86,9 @@ def main() -> None:
         jobs = [(v, s) for v in variants for s in args.seeds]
         results = list(pool.map(lambda job: run(*job, args.steps, args.eval_every, Path(directory), args.set), jobs))
 
-    print(f"| variant | steps to eval mean >= {args.threshold:g}, per seed {args.seeds} | median | reached | final eval |")
+    print(
+        f"| variant | steps to eval mean >= {args.threshold:g}, per seed {args.seeds} | median | reached | final eval |"
+    )
     print("| --- | --- | --- | --- | --- |")
     report = {"threshold": args.threshold, "cap": args.steps, "seeds": args.seeds, "set": args.set, "variants": {}}
     for variant in variants:

@@ -118,6 +118,12 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(cli(*args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
 
 
+def run_eval(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """``rl-eval`` in a subprocess (``python -m rl_runner.evaluate``)."""
+    command = [sys.executable, "-m", "rl_runner.evaluate", *args]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, env=env)
+
+
 def train_until_sigterm(args: list[str], run_dir: Path, seconds: float) -> tuple[int, str]:
     """``rl-train`` in a subprocess, sent SIGTERM ``seconds`` after its first TensorBoard event file appears."""
     process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

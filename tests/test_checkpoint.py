@@ -26,7 +26,7 @@ from rl_runner.checkpoint import (
 )
 from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, make_agent, run_cli, train_until_sigterm
+from tests.conftest import REPO_ROOT, make_agent, run_cli, run_eval, train_until_sigterm
 
 AGENT_FILES = {
     "actor.pt",
@@ -278,13 +278,6 @@ def test_cli_run_stops_on_sigterm_with_a_checkpoint_and_resumes(tmp_path: Path) 
     steps = [s for s, _ in read_scalars(run_dir / "tb")["charts/sps"]]
     assert steps == sorted(set(steps)), "the resumed curve repeats steps"
     assert "net.hidden=32" in (run_dir / ".hydra" / "overrides.yaml").read_text()
-    evaluated = subprocess.run(
-        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "episodes=1", "video=true"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "MUJOCO_GL": "egl"},
-    )
+    evaluated = run_eval(str(run_dir), "episodes=1", "video=true", env={**os.environ, "MUJOCO_GL": "egl"})
     assert evaluated.returncode == 0, evaluated.stderr
     assert "return" in evaluated.stdout and (run_dir / "videos" / f"{final.name}.mp4").stat().st_size > 10_000

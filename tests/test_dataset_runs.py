@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from rl_runner.data import load_data
 from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.runners.dataset import EpochLoop
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, TINY_DATA, interrupt_at, run_cli, train_until_sigterm, write_series
+from tests.conftest import TINY_DATA, interrupt_at, run_cli, run_eval, train_until_sigterm, write_series
 from tests.test_checkpoint import assert_same_state
 
 
@@ -152,13 +150,7 @@ def test_cli_dataset_run_stops_on_sigterm_resumes_and_is_scored_by_rl_eval(tmp_p
     assert record["status"] == "finished" and [a["status"] for a in record["attempts"]] == ["interrupted", "finished"]
     assert record["summary"]["step"] == stopped + 40
 
-    evaluated = subprocess.run(
-        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "device=cpu"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    evaluated = run_eval(str(run_dir), "device=cpu")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "validation windows" in evaluated.stdout and "eval/loss" in evaluated.stdout
     scores_file = run_dir / "scores" / f"step_{stopped + 40:012d}_val.csv"
@@ -168,13 +160,7 @@ def test_cli_dataset_run_stops_on_sigterm_resumes_and_is_scored_by_rl_eval(tmp_p
     assert np.isclose(np.mean([float(r["score"]) for r in rows]), record["summary"]["eval/loss"], rtol=1e-5)
 
     other = write_series(tmp_path / "other.npy", rows=300, seed=1)  # a new file, scored whole
-    scored = subprocess.run(
-        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "split=all", f"data.path={other}"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    scored = run_eval(str(run_dir), "split=all", f"data.path={other}")
     assert scored.returncode == 0, scored.stderr
     assert "285 windows of the whole series" in scored.stdout  # 300 rows, windows of 16
     with open(run_dir / "scores" / f"step_{stopped + 40:012d}_all.csv") as file:

@@ -22,7 +22,7 @@ from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.runners.off_policy import EnvLoop
 from rl_runner.runtime import RunLock, RunLocked
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli, interrupt_at, run_cli
+from tests.conftest import REPO_ROOT, cli, interrupt_at, run_cli, run_eval
 
 # a Pendulum run of a few seconds through the real command line
 SMALL = [
@@ -70,13 +70,7 @@ def test_a_failed_resume_leaves_the_run_resumable(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr
     assert "total_steps=300" in (run_dir / ".hydra" / "overrides.yaml").read_text()  # written once it loaded
     assert "total_steps: 300" in (run_dir / ".hydra" / "config.yaml").read_text()
-    evaluated = subprocess.run(
-        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "episodes=1"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    evaluated = run_eval(str(run_dir), "episodes=1")
     assert evaluated.returncode == 0, evaluated.stderr
 
 
@@ -145,13 +139,7 @@ def test_rl_eval_refuses_a_checkpoint_with_non_finite_parameters(tmp_path: Path)
     actor = torch.load(actor_file)
     actor["body.0.weight"][0, 0] = float("nan")
     torch.save(actor, actor_file)
-    result = subprocess.run(
-        [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), "episodes=1"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_eval(str(run_dir), "episodes=1")
     assert result.returncode == 2
     assert "actor.pt holds 1 non-finite value" in one_error_line(result, "rl-eval")
 
@@ -166,13 +154,7 @@ def test_rl_eval_refuses_a_corrupt_checkpoint_and_zero_episodes(tmp_path: Path) 
     ):
         if "checkpoint=step_000000000100" in arguments:
             (run_dir / "checkpoints" / "step_000000000100" / "critic.pt").write_bytes(b"\x00" * 10)
-        result = subprocess.run(
-            [sys.executable, "-m", "rl_runner.evaluate", str(run_dir), *arguments],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        result = run_eval(str(run_dir), *arguments)
         assert result.returncode == 2 and words in one_error_line(result, "rl-eval")
 
 

@@ -145,15 +145,27 @@ def test_resume_is_exact_with_the_prioritized_replay_saved(tiny_config, tmp_path
     assert torch.equal(replay_a["storage"]["storage"], replay_b["storage"]["storage"])
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, as scripts/bench_rainbow.py runs: a seed's trajectory depends on the thread count (the
+    order of float sums), and small networks run faster on one thread anyway."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_rainbow_learns_cartpole(tmp_path: Path) -> None:
-    """Random play scores about 22 on CartPole-v1; the preset balances the pole within a few thousand steps."""
+def test_rainbow_learns_cartpole(tmp_path: Path, one_thread) -> None:
+    """Random play scores about 22 on CartPole-v1. With the preset, seed 1 balances the pole for the whole 500
+    steps by 5k steps (scripts/bench_rainbow.py: all of seeds 0-4 reach an evaluation mean of 475 by 16k)."""
     cfg = compose_config(
         [
             "experiment=rainbow_cartpole",
+            "seed=1",
             "device=cpu",
             "progress=false",
-            "total_steps=8000",
+            "total_steps=6000",
             "eval.every=0",
             "eval.episodes=10",
             "checkpoint.every=0",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Iterable
 
+import gymnasium as gym
 import torch
 import torch.nn as nn
 
@@ -47,6 +48,13 @@ def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], 
     for param, grad in zip(params, torch.autograd.grad(loss, params)):
         param.grad = grad
     optimizer.step()
+
+
+def require_vector_observations(observation_space: gym.spaces.Space, agent: str) -> int:
+    """The observation size for an MLP torso; any other observation space is a one-line error."""
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"{agent}'s MLP needs flat vector observations, the env has {observation_space}")
+    return int(observation_space.shape[0])
 
 
 def has_batch_norm(module: nn.Module) -> bool:

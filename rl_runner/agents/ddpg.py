@@ -17,7 +17,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rl_runner.agents.base import Transition
-from rl_runner.agents.common import SoftUpdate, gradient_step, has_batch_norm, make_adam, make_target
+from rl_runner.agents.common import (
+    SoftUpdate,
+    gradient_step,
+    has_batch_norm,
+    make_adam,
+    make_target,
+    require_vector_observations,
+)
 from rl_runner.buffers import ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
 from rl_runner.clock import Clock
@@ -128,9 +135,7 @@ class DDPG:
     ) -> None:
         if not isinstance(action_space, gym.spaces.Box):
             raise ValueError(f"DDPG needs continuous (Box) actions, the env has {action_space}")
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ValueError(f"DDPG's MLP needs flat vector observations, the env has {observation_space}")
-        obs_dim, action_dim = observation_space.shape[0], action_space.shape[0]
+        obs_dim, action_dim = require_vector_observations(observation_space, "DDPG"), action_space.shape[0]
         self.device = device
         self.clock = clock
         self.gamma = float(gamma)

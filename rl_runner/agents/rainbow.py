@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rl_runner.agents.base import Transition
-from rl_runner.agents.common import SoftUpdate, make_adam, make_target
+from rl_runner.agents.common import SoftUpdate, make_adam, make_target, require_vector_observations
 from rl_runner.agents.value_targets import categorical_projection, epsilon_greedy, next_actions, pick
 from rl_runner.buffers import NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
@@ -107,8 +107,7 @@ class Rainbow:
     ) -> None:
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"Rainbow needs discrete actions, the env has {action_space}")
-        if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
-            raise ValueError(f"Rainbow's MLP torso needs flat vector observations, the env has {observation_space}")
+        obs_dim = require_vector_observations(observation_space, "Rainbow")
         self.device, self.clock = device, clock
         self.gamma, self.batch_size, self.grad_clip = float(gamma), int(batch_size), float(grad_clip)
         self.double, self.per, self.noisy, self.distributional = (
@@ -127,9 +126,9 @@ class Rainbow:
         self.atoms = int(atoms) if self.distributional else 1
         self.support = torch.linspace(float(v_min), float(v_max), self.atoms, device=device)  # [atoms]
         spec = resolve_net_spec(net)
-        self.online = QNetwork(
-            observation_space.shape[0], self.num_actions, spec, self.atoms, bool(dueling), self.noisy, noisy_sigma0
-        ).to(device)
+        self.online = QNetwork(obs_dim, self.num_actions, spec, self.atoms, bool(dueling), self.noisy, noisy_sigma0).to(
+            device
+        )
         self.target = make_target(self.online)
         self.sync_target = SoftUpdate(self.target, self.online, self.tau)
         self.params = list(self.online.parameters())
