@@ -157,15 +157,16 @@ def one_thread():
 
 @pytest.mark.slow
 def test_rainbow_learns_cartpole(tmp_path: Path, one_thread) -> None:
-    """Random play scores about 22 on CartPole-v1. With the preset, seed 1 balances the pole for the whole 500
-    steps by 5k steps (scripts/bench_rainbow.py: all of seeds 0-4 reach an evaluation mean of 475 by 16k)."""
+    """Random play scores about 22 on CartPole-v1. With the preset and one thread, seed 0 balances the pole for the
+    whole 500 steps from 9k steps on (scripts/bench_rainbow.py: seeds 0-4 all reach an evaluation mean of 475
+    within 16k)."""
     cfg = compose_config(
         [
             "experiment=rainbow_cartpole",
-            "seed=1",
+            "seed=0",
             "device=cpu",
             "progress=false",
-            "total_steps=6000",
+            "total_steps=10000",
             "eval.every=0",
             "eval.episodes=10",
             "checkpoint.every=0",
