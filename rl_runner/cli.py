@@ -12,6 +12,12 @@ import sys
 from types import FrameType
 
 
+def describe_os_error(error: OSError) -> str:
+    """An operating-system error as one line: the file, then the cause."""
+    where = f"{error.filename}: " if error.filename else ""
+    return f"{where}{error.strerror or error}"
+
+
 def exit_quietly_on_interrupt(program: str) -> None:
     def interrupted(number: int, frame: FrameType | None) -> None:
         sys.stderr.write(f"{program}: interrupted\n")

@@ -22,6 +22,12 @@ class Clock:
     horizon: int  # the step at which schedules reach their end values
     step: int = 0
 
+    @classmethod
+    def at_end(cls, total_steps: int) -> "Clock":
+        """The clock of a trained agent being evaluated: what it does must not depend on the time, so it is
+        played as at the end of its schedules."""
+        return cls(horizon=total_steps, step=total_steps)
+
     @property
     def fraction(self) -> float:
         """How far through the horizon the run is, in [0, 1]."""

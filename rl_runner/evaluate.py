@@ -19,6 +19,7 @@ from pathlib import Path
 import gymnasium as gym
 
 from rl_runner.checkpoint import CheckpointError
+from rl_runner.cli import describe_os_error
 
 PROGRAM = "rl-eval"
 COMMON_OPTIONS = ("checkpoint", "device")
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{PROGRAM}: error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # a missing run, a read-only or full disk for the video or the scores
-        print(f"{PROGRAM}: error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        print(f"{PROGRAM}: error: {describe_os_error(error)}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
         print(f"{PROGRAM}: error: interrupted", file=sys.stderr)

@@ -24,6 +24,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rl_runner.checkpoint import CheckpointError
+from rl_runner.cli import describe_os_error
 from rl_runner.config import (
     CONF_DIR,
     ConfigError,
@@ -112,11 +113,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         )
         sys.exit(130)
     return summary.get(cfg.agent.objective.metric)  # what a sweeper optimises
-
-
-def describe_os_error(error: OSError) -> str:
-    where = f"{error.filename}: " if error.filename else ""
-    return f"{where}{error.strerror or error}"
 
 
 def fail(message: str, code: int = 2) -> None:

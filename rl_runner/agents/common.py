@@ -50,6 +50,12 @@ def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], 
     optimizer.step()
 
 
+def replay_needed_to_learn(batch_size: int, learning_starts: int, capacity: int) -> int:
+    """Transitions the replay must hold before learning: learning_starts (at least a batch, at most the
+    capacity), also when a resume without the saved replay refills it from empty."""
+    return min(max(batch_size, learning_starts), capacity)
+
+
 def require_vector_observations(observation_space: gym.spaces.Space, agent: str) -> int:
     """The observation size for an MLP torso; any other observation space is a one-line error."""
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:

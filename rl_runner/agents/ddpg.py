@@ -23,6 +23,7 @@ from rl_runner.agents.common import (
     has_batch_norm,
     make_adam,
     make_target,
+    replay_needed_to_learn,
     require_vector_observations,
 )
 from rl_runner.buffers import ReplayBuffer, TransitionBatch
@@ -167,8 +168,7 @@ class DDPG:
         self.action_low = torch.as_tensor(action_space.low, device=device)
         self.action_high = torch.as_tensor(action_space.high, device=device)
         self.replay = ReplayBuffer(buffer_size, observation_space.shape, action_space.shape, device)
-        # learning waits for learning_starts transitions, also when a resume without the replay refills it
-        self.min_replay = min(max(self.batch_size, int(learning_starts)), self.replay.capacity)
+        self.min_replay = replay_needed_to_learn(self.batch_size, int(learning_starts), self.replay.capacity)
         if compile:  # the losses' forward and backward become fused kernels; optimiser steps stay eager
             self._critic_loss = torch.compile(self._critic_loss)
             self._actor_loss = torch.compile(self._actor_loss)

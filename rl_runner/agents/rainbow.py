@@ -26,7 +26,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from rl_runner.agents.base import Transition
-from rl_runner.agents.common import SoftUpdate, make_adam, make_target, require_vector_observations
+from rl_runner.agents.common import (
+    SoftUpdate,
+    make_adam,
+    make_target,
+    replay_needed_to_learn,
+    require_vector_observations,
+)
 from rl_runner.agents.value_targets import categorical_projection, epsilon_greedy, next_actions, pick
 from rl_runner.buffers import NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
@@ -141,8 +147,7 @@ class Rainbow:
         seed = int(torch.randint(2**31 - 1, ()))  # from the seeded torch stream: runs stay repeatable
         self.replay = PrioritizedReplay(storage, float(per_alpha), float(per_eps), seed) if self.per else storage
         self.nstep = NStepAccumulator(int(n_step), self.gamma, num_envs)
-        # learning waits for learning_starts transitions, also when a resume without the replay refills it
-        self.min_replay = min(max(self.batch_size, int(learning_starts)), storage.capacity)
+        self.min_replay = replay_needed_to_learn(self.batch_size, int(learning_starts), storage.capacity)
         self._losses = torch.compile(self._losses) if compile else self._losses
 
     # ---------------------------------------------------------------- schedules

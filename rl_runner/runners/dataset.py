@@ -116,8 +116,7 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
         raise ValueError(f"split={split!r}: must be val or all")
     scaler_state = load_progress(checkpoint)["loop"]["scaler"]
     data = load_data(cfg.data, scaler_state=scaler_state, whole_series=split == "all")
-    clock = Clock(horizon=int(cfg.total_steps), step=int(cfg.total_steps))
-    agent = make_agent(cfg, data, device, clock)
+    agent = make_agent(cfg, data, device, Clock.at_end(int(cfg.total_steps)))
     load_finite_into(checkpoint, agent.state_groups(), map_location=device)
     agent.train_mode(False)
     samples = torch.as_tensor(data.val, device=device)

@@ -231,9 +231,7 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
     env = make_env(cfg.env, render_mode="rgb_array" if video else None)
     try:
-        # evaluation must not depend on time: a trained policy is played as at the end of its schedules
-        clock = Clock(horizon=int(cfg.total_steps), step=int(cfg.total_steps))
-        agent = make_agent(cfg, env, device, clock)
+        agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)))
         load_finite_into(checkpoint, agent.state_groups(), map_location=device)
         frames: list[np.ndarray] = []
         returns = evaluate_policy(agent, env, episodes, seed, frames if video else None)
