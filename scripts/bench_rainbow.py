@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT))
+from learning_runs import median_sps, median_steps, steps_to, train
 
 PART_OFF = {
     "double": "agent.double=false",
@@ -35,38 +31,25 @@ PART_OFF = {
 
 
 def run(variant: str, seed: int, steps: int, eval_every: int, root: Path, extra: list[str]) -> dict:
-    from rl_runner.logging import read_scalars
-
-    run_dir = root / f"{variant}_seed{seed}"
     overrides = [PART_OFF[variant]] if variant in PART_OFF else []
-    command = [
-        sys.executable,
-        "-m",
-        "rl_runner.train",
-        "experiment=rainbow_cartpole",
-        f"seed={seed}",
-        f"total_steps={steps}",
-        f"eval.every={eval_every}",
-        "eval.episodes=10",
-        "checkpoint.every=0",
-        "progress=false",
-        "device=cpu",
-        f"hydra.run.dir={run_dir}",
-        *extra,
-        *overrides,
-    ]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, env=environment)
-    if result.returncode != 0:
-        raise RuntimeError(f"{variant} seed {seed} failed: {result.stderr[-500:]}")
-    scalars = read_scalars(run_dir / "tb")
-    evaluations = scalars["eval/return_mean"]
-    sps = [value for _, value in scalars["charts/sps"][1:]]  # the first interval is random warm-up
-    return {"variant": variant, "seed": seed, "evaluations": evaluations, "sps_median": statistics.median(sps)}
-
-
-def steps_to(evaluations: list[tuple[int, float]], threshold: float) -> int | None:
-    return next((step for step, value in evaluations if value >= threshold), None)
+    scalars = train(
+        root / f"{variant}_seed{seed}",
+        [
+            "experiment=rainbow_cartpole",
+            f"seed={seed}",
+            f"total_steps={steps}",
+            f"eval.every={eval_every}",
+            "eval.episodes=10",
+            *extra,
+            *overrides,
+        ],
+    )
+    return {
+        "variant": variant,
+        "seed": seed,
+        "evaluations": scalars["eval/return_mean"],
+        "sps_median": median_sps(scalars),
+    }
 
 
 def main() -> None:
@@ -94,10 +77,7 @@ def main() -> None:
     for variant in variants:
         rows = [r for r in results if r["variant"] == variant]
         reached = [steps_to(r["evaluations"], args.threshold) for r in rows]
-        # "not reached" counts as worse than any reached value (the cap plus one evaluation)
-        ranked = [step if step is not None else args.steps + args.eval_every for step in reached]
-        median = statistics.median(ranked)
-        shown = "not reached" if median > args.steps else f"{median:g}"
+        shown = median_steps(reached, args.steps, args.eval_every)
         finals = [round(r["evaluations"][-1][1]) for r in rows]
         per_seed = ", ".join("—" if step is None else str(step) for step in reached)
         count = sum(step is not None for step in reached)

@@ -49,6 +49,16 @@ def tiny_config() -> Callable[..., DictConfig]:
     return make
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread, as the learning benchmarks run: a seed's trajectory can depend on the thread count (the
+    order of float sums), and small networks run faster on one thread anyway."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def make_agent(cfg: DictConfig, device: str = "cpu") -> Any:
     """The configured agent for one env of the configured kind, as rl-eval builds it."""
     return off_policy.make_agent(cfg, make_env(cfg.env), torch.device(device), Clock(horizon=int(cfg.total_steps)))

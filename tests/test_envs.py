@@ -99,6 +99,18 @@ SNAPSHOT_CASES = {
         env_config("Pendulum-v1", "continuous", wrappers={"frame_stack": {"stack_size": 3}, "flatten_observation": {}}),
         None,
     ),
+    "cartpole_velocities_hidden": (
+        env_config("CartPole-v1", "discrete", wrappers={"observation_subset": {"indices": [0, 2]}}),
+        None,
+    ),
+    # the project's own memory task, every variant; random walks in a short maze end episodes after the snapshot
+    **{
+        f"tmaze_{variant}": (
+            env_config("rl_runner/TMaze-v0", "discrete", kwargs={"length": 3, "arm_length": 2, "variant": variant}),
+            None,
+        )
+        for variant in ("either", "both", "two_goal")
+    },
 }
 
 
@@ -123,6 +135,8 @@ def test_snapshot_continues_bit_identically(case: str) -> None:
         assert not any(terminated for _, _, terminated, _ in expected), "the balancing policy let the pole fall"
     if case == "hopper":
         assert any(terminated for _, _, terminated, _ in expected), "no episode ended after the snapshot"
+    if case.startswith("tmaze"):
+        assert any(terminated or truncated for _, _, terminated, truncated in expected), "no episode ended"
 
 
 def test_frame_stack_snapshot_holds_the_stacked_frames() -> None:

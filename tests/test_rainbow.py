@@ -145,16 +145,6 @@ def test_resume_is_exact_with_the_prioritized_replay_saved(tiny_config, tmp_path
     assert torch.equal(replay_a["storage"]["storage"], replay_b["storage"]["storage"])
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread, as scripts/bench_rainbow.py runs: a seed's trajectory can depend on the thread count (the
-    order of float sums), and small networks run faster on one thread anyway."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_rainbow_learns_cartpole(tmp_path: Path, one_thread) -> None:
     """Random play scores about 22 on CartPole-v1. With the preset, a 10k-step run of seed 0 clears 400 (checked

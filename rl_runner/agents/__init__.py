@@ -11,6 +11,7 @@ from rl_runner.registry import resolve_entry
 AGENT_CLASSES = {
     "ddpg": "rl_runner.agents.ddpg:DDPG",
     "rainbow": "rl_runner.agents.rainbow:Rainbow",
+    "drqn": "rl_runner.agents.drqn:DRQN",
     "autoencoder": "rl_runner.agents.autoencoder:WindowAutoencoder",
 }
 

@@ -6,6 +6,7 @@ import copy
 from typing import Iterable
 
 import gymnasium as gym
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -32,6 +33,19 @@ class SoftUpdate:
     @torch.no_grad()
     def __call__(self) -> None:
         torch._foreach_lerp_(self.target_tensors, self.online_tensors, self.tau)
+
+
+class UpdateCounter:
+    """Updates so far: the target-sync cadence, saved with the checkpoint."""
+
+    def __init__(self) -> None:
+        self.updates = 0
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.updates = int(state["updates"])
 
 
 def make_adam(
@@ -61,6 +75,24 @@ def require_vector_observations(observation_space: gym.spaces.Space, agent: str)
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"{agent}'s MLP needs flat vector observations, the env has {observation_space}")
     return int(observation_space.shape[0])
+
+
+class ObservationEncoder:
+    """Env observations -> float32 vectors for an MLP: a flat Box as it is, ``Discrete(n)`` one-hot (an
+    index fed as a number would tell the net that state 3 lies between states 2 and 4)."""
+
+    def __init__(self, observation_space: gym.spaces.Space, agent: str) -> None:
+        self.space = observation_space
+        if isinstance(observation_space, gym.spaces.Discrete):
+            self.size = int(observation_space.n)
+        else:
+            self.size = require_vector_observations(observation_space, agent)
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        """[N, *obs_shape] -> [N, size]"""
+        if isinstance(self.space, gym.spaces.Discrete):
+            return np.eye(self.size, dtype=np.float32)[np.asarray(obs, dtype=np.int64) - int(self.space.start)]
+        return np.asarray(obs, dtype=np.float32)
 
 
 def has_batch_norm(module: nn.Module) -> bool:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from rl_runner.agents.base import Transition
 from rl_runner.agents.common import (
     SoftUpdate,
+    UpdateCounter,
     make_adam,
     make_target,
     replay_needed_to_learn,
@@ -58,19 +59,6 @@ class QNetwork(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.torso(obs))
-
-
-class UpdateCounter:
-    """Updates so far: the target-sync cadence, saved with the checkpoint."""
-
-    def __init__(self) -> None:
-        self.updates = 0
-
-    def state_dict(self) -> dict:
-        return {"updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.updates = int(state["updates"])
 
 
 class Rainbow:

@@ -18,7 +18,24 @@ class TransitionBatch(NamedTuple):
     discounts: torch.Tensor | None = None  # [B] gamma**k of an n-step transition, in buffers made with discounts
 
 
-FIELDS = ("obs", "actions", "rewards", "next_obs", "terminated", "truncated")
+class RowLayout:
+    """Named fields packed side by side into one float32 row, so that a replay keeps all of a step in one row
+    of a single ``[capacity, width]`` tensor and gathers a batch (or a batch of sequences) in one indexing op."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.shapes = {name: tuple(shape) for name, shape in shapes.items()}
+        bounds = np.cumsum([0, *(int(np.prod(shape)) for shape in self.shapes.values())])
+        self.columns = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(self.shapes)}
+        self.width = int(bounds[-1])
+
+    def pack(self, values: list[np.ndarray], count: int) -> np.ndarray:
+        """One value per field, in field order, each with a leading axis of ``count`` -> rows [count, width]."""
+        return np.concatenate([np.asarray(v, dtype=np.float32).reshape(count, -1) for v in values], axis=1)
+
+    def unpack(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows [..., width] -> each field [..., *shape] (views into ``rows``)."""
+        lead = rows.shape[:-1]
+        return {name: rows[..., self.columns[name]].reshape(*lead, *shape) for name, shape in self.shapes.items()}
 
 
 class ReplayBuffer:
@@ -42,20 +59,17 @@ class ReplayBuffer:
             raise ValueError(f"buffer_size must be positive, got {capacity}")
         self.capacity = capacity
         self.device = device
-        self.fields = FIELDS + (("discounts",) if discounts else ())
-        self.shapes = {
+        shapes = {
             "obs": tuple(obs_shape),
             "actions": tuple(action_shape),
             "rewards": (),
             "next_obs": tuple(obs_shape),
             "terminated": (),
             "truncated": (),
-            "discounts": (),
         }
-        widths = [int(np.prod(self.shapes[name])) for name in self.fields]
-        bounds = np.cumsum([0, *widths])
-        self.columns = {name: slice(int(bounds[i]), int(bounds[i + 1])) for i, name in enumerate(self.fields)}
-        self.storage = torch.zeros((capacity, int(bounds[-1])), dtype=torch.float32, device=device)
+        self.layout = RowLayout(shapes | ({"discounts": ()} if discounts else {}))
+        self.fields = tuple(self.layout.shapes)
+        self.storage = torch.zeros((capacity, self.layout.width), dtype=torch.float32, device=device)
         self.position = 0
         self.size = 0
 
@@ -77,8 +91,7 @@ class ReplayBuffer:
         values = [obs, actions, rewards, next_obs, terminated, truncated] + (
             [discounts] if "discounts" in self.fields else []
         )
-        rows = np.concatenate([np.asarray(v, dtype=np.float32).reshape(count, -1) for v in values], axis=1)
-        rows_on_device = torch.from_numpy(rows).to(self.device)
+        rows_on_device = torch.from_numpy(self.layout.pack(values, count)).to(self.device)
         slots = (self.position + np.arange(count)) % self.capacity
         if self.position + count <= self.capacity:  # the common case: one contiguous slice, no index tensor
             self.storage[self.position : self.position + count] = rows_on_device
@@ -89,10 +102,7 @@ class ReplayBuffer:
         return slots
 
     def _unpack(self, rows: torch.Tensor) -> TransitionBatch:
-        count = rows.shape[0]
-        return TransitionBatch(
-            **{name: rows[:, self.columns[name]].reshape(count, *self.shapes[name]) for name in self.fields}
-        )
+        return TransitionBatch(**self.layout.unpack(rows))
 
     def gather(self, slots: torch.Tensor) -> TransitionBatch:
         return self._unpack(self.storage[slots])

@@ -22,7 +22,9 @@ from rl_runner.config.schemas import (
     MLPConfig,
     NetOverride,
     Norm,
+    RecurrentCell,
     Scaling,
+    SequenceReplay,
 )
 
 __all__ = [
@@ -38,7 +40,9 @@ __all__ = [
     "MatmulPrecision",
     "NetOverride",
     "Norm",
+    "RecurrentCell",
     "Scaling",
+    "SequenceReplay",
     "check_compatibility",
     "check_config",
     "check_values",

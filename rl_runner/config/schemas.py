@@ -105,6 +105,17 @@ class LRSchedule(Enum):
     cosine = "cosine"  # half a cosine to zero at the end of the schedule horizon
 
 
+class RecurrentCell(Enum):
+    lstm = "lstm"
+    gru = "gru"
+    none = "none"  # a feed-forward layer of the same width: the memoryless baseline
+
+
+class SequenceReplay(Enum):
+    episodes = "episodes"  # whole episodes (cut at sequence_length) from a zero state
+    windows = "windows"  # fixed-length windows with a burn-in prefix (R2D2)
+
+
 class Scaling(Enum):
     none = "none"
     standard = "standard"  # zero mean, unit variance per channel, fitted on the training split only
@@ -203,6 +214,33 @@ class RainbowConfig(OffPolicyAgentConfig):
 
 
 @dataclass
+class DRQNConfig(OffPolicyAgentConfig):
+    lr: float = positive()
+    adam_eps: float = positive()
+    target_update: int = positive()  # updates between target syncs
+    tau: float = within(0.0, 1.0, low_open=True)
+    grad_clip: float = positive()
+    double: bool = MISSING
+    dueling: bool = MISSING
+    cell: RecurrentCell = MISSING
+    rnn_hidden: int = positive()
+    replay: SequenceReplay = MISSING
+    sequence_length: int = positive()  # steps per sampled sequence (after the burn-in)
+    burn_in: int = at_least(0)  # windows only: steps that warm the recurrent state and carry no loss
+    stored_state: bool = MISSING  # windows only: start from the acting state stored with the window's first step
+    epsilon_start: float = within(0.0, 1.0)
+    epsilon_end: float = within(0.0, 1.0)
+    epsilon_fraction: float = within(0.0, 1.0, low_open=True)
+    eval_epsilon: float = within(0.0, 1.0)
+
+    @staticmethod
+    def problems(node: Any) -> list[str]:
+        if node.replay == SequenceReplay.episodes and (node.burn_in > 0 or node.stored_state):
+            return ["agent.burn_in and agent.stored_state apply to agent.replay=windows (episodes start from zero)"]
+        return []
+
+
+@dataclass
 class DatasetAgentConfig(AgentConfig):
     batch_size: int = positive()  # windows per optimiser step; the dataset loop draws the batches
 
@@ -294,7 +332,7 @@ def run_name(*, _root_: Any) -> str:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "agent": {"ddpg": DDPGConfig, "rainbow": RainbowConfig, "autoencoder": AutoencoderConfig},
+    "agent": {"ddpg": DDPGConfig, "rainbow": RainbowConfig, "drqn": DRQNConfig, "autoencoder": AutoencoderConfig},
     "env": {"env": EnvConfig},
     "data": {"array": ArrayDataConfig},
     "net": {"mlp": MLPConfig},

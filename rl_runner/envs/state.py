@@ -45,6 +45,8 @@ from gymnasium.wrappers import (
     TimeLimit,
 )
 
+from rl_runner.envs.wrappers import ObservationSubset
+
 EnvState = dict[str, Any]
 
 
@@ -208,7 +210,7 @@ register_snapshot_handler(
 )
 
 # Stateless observation wrappers from rl_runner.envs.wrappers.
-for _stateless in (FlattenObservation, GrayscaleObservation, ResizeObservation):
+for _stateless in (FlattenObservation, GrayscaleObservation, ObservationSubset, ResizeObservation):
     register_snapshot_handler(_stateless, *_attributes())
 
 

@@ -1,4 +1,4 @@
-"""Q-value heads for value-based agents (Rainbow now, DRQN next): plain or dueling, scalar or distributional,
+"""Q-value heads for value-based agents (Rainbow and DRQN): plain or dueling, scalar or distributional,
 plain or noisy layers.
 
 The head maps features ``[..., F]`` to ``[..., A, atoms]``: ``atoms == 1`` holds Q-values, ``atoms > 1`` the
@@ -33,7 +33,9 @@ class QHead(nn.Module):
         def linear(inputs: int, outputs: int) -> nn.Module:
             return NoisyLinear(inputs, outputs, sigma0) if noisy else nn.Linear(inputs, outputs)
 
-        def stream(outputs: int) -> nn.Sequential:
+        def stream(outputs: int) -> nn.Module:
+            if hidden == 0:  # the output layer straight on the features (DRQN: the recurrent core's output)
+                return linear(in_features, outputs)
             return nn.Sequential(linear(in_features, hidden), activation(), linear(hidden, outputs))
 
         self.advantage = stream(num_actions * atoms)

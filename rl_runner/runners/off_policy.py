@@ -1,4 +1,4 @@
-"""The environment loop for off-policy agents (DDPG now; Rainbow and DRQN plug in through the same protocol).
+"""The environment loop for off-policy agents (DDPG, Rainbow and DRQN, through one protocol).
 
 One step of this loop is one step of every parallel env: random warm-up actions or the agent's, the
 transitions (with the env's infos and the real final observations) handed to ``agent.observe``, then as
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -42,13 +42,20 @@ def random_actions(space: gym.spaces.Space, rng: np.random.Generator, count: int
     raise ValueError(f"no random warm-up actions for {space}")
 
 
+class EvalEpisodes(NamedTuple):
+    returns: np.ndarray  # [episodes]
+    successes: np.ndarray | None  # [episodes] bool, from info["is_success"] at each episode's end; None when
+    # the env does not report it (goal-reaching envs such as the T-maze do)
+
+
 def evaluate_policy(
     agent: OffPolicyAgent, env: gym.Env, episodes: int, seed: int, frames: list[np.ndarray] | None = None
-) -> np.ndarray:
-    """Returns of ``episodes`` episodes of the deterministic policy (seeded, so repeatable). With a
-    ``frames`` list and an env made with render_mode="rgb_array", the first episode's frames go there."""
+) -> EvalEpisodes:
+    """``episodes`` episodes of the deterministic policy (seeded, so repeatable). With a ``frames`` list and
+    an env made with render_mode="rgb_array", the first episode's frames go there."""
     agent.train_mode(False)
     returns = np.zeros(episodes)
+    successes: list[bool] = []
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
@@ -58,12 +65,14 @@ def evaluate_policy(
                 if frames is not None and episode == 0:
                     frames.append(env.render())
                 action = agent.act(obs[None], explore=False)[0]
-                obs, reward, terminated, truncated, _ = env.step(action)
+                obs, reward, terminated, truncated, info = env.step(action)
                 returns[episode] += float(reward)
                 done = terminated or truncated
+            if "is_success" in info:
+                successes.append(bool(info["is_success"]))
     finally:
         agent.train_mode(True)
-    return returns
+    return EvalEpisodes(returns, np.array(successes) if len(successes) == episodes else None)
 
 
 def make_agent(
@@ -187,16 +196,17 @@ class EnvLoop:
         self.obs = next_obs
         self.clock.step += self.num_envs
         if done.any():
-            self._finish_episodes(done, logger)
+            self._finish_episodes(done, infos, logger)
             self.agent.reset(done)
 
-    def _finish_episodes(self, done: np.ndarray, logger: RunLogger) -> None:
+    def _finish_episodes(self, done: np.ndarray, infos: Mapping[str, Any], logger: RunLogger) -> None:
+        final_info = infos.get("final_info", {})
         for index in np.flatnonzero(done):
             episode_return = float(self.episode_returns[index])
-            logger.scalars(
-                {"train/episode_return": episode_return, "train/episode_length": int(self.episode_lengths[index])},
-                self.clock.step,
-            )
+            scalars = {"train/episode_return": episode_return, "train/episode_length": int(self.episode_lengths[index])}
+            if final_info.get("_is_success", np.zeros(self.num_envs, dtype=bool))[index]:
+                scalars["train/episode_success"] = float(final_info["is_success"][index])
+            logger.scalars(scalars, self.clock.step)
             self.episodes += 1
             self.recent_returns = (self.recent_returns + [episode_return])[-RECENT_EPISODES:]
         self.episode_returns[done] = 0.0
@@ -206,8 +216,11 @@ class EnvLoop:
     def evaluate(self) -> dict[str, float]:
         if self.eval_episodes <= 0:
             return {}
-        returns = evaluate_policy(self.agent, self.eval_env, self.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET)
-        return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std())}
+        episodes = evaluate_policy(self.agent, self.eval_env, self.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET)
+        metrics = {"eval/return_mean": float(episodes.returns.mean()), "eval/return_std": float(episodes.returns.std())}
+        if episodes.successes is not None:
+            metrics["eval/success_rate"] = float(episodes.successes.mean())
+        return metrics
 
     def summary(self) -> dict:
         summary: dict[str, Any] = {"episodes": self.episodes}
@@ -234,9 +247,10 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
         agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)))
         load_finite_into(checkpoint, agent.state_groups(), map_location=device)
         frames: list[np.ndarray] = []
-        returns = evaluate_policy(agent, env, episodes, seed, frames if video else None)
+        results = evaluate_policy(agent, env, episodes, seed, frames if video else None)
     finally:
         env.close()
+    returns = results.returns
     if not np.isfinite(returns).all():
         raise ValueError(f"{checkpoint}: the policy's returns are not finite ({returns.tolist()})")
     result: dict[str, Any] = {
@@ -246,6 +260,9 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
         "return_std": float(np.std(returns)),
     }
     summary = f"{episodes} episodes from {checkpoint}: return {result['return_mean']:.2f} +- {result['return_std']:.2f}"
+    if results.successes is not None:
+        result["success_rate"] = float(results.successes.mean())
+        summary += f", success rate {result['success_rate']:.2f}"
     if video:
         path = checkpoint.parents[1] / "videos" / f"{checkpoint.name}.mp4"
         result["video"] = str(write_video(frames, path, env.metadata.get("render_fps", 30)))
