@@ -98,15 +98,17 @@ def test_resume_is_exact_with_the_episode_replay_saved(tiny_config, tmp_path: Pa
 def test_cli_trains_and_rl_eval_reports_the_success_rate(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     overrides = [*SHORT_TMAZE, "total_steps=300", "eval.every=150", "eval.episodes=4", "checkpoint.every=150"]
+    overrides.append("env.num_envs=2")  # rl-eval plays one env with the checkpoint of two acting states
     result = run_cli(*overrides, "device=cpu", "progress=false", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr
     scalars = read_scalars(run_dir / "tb")
     assert "eval/success_rate" in scalars
     assert len(scalars["train/episode_success"]) == len(scalars["train/episode_return"])  # one per episode
     assert {value for _, value in scalars["train/episode_success"]} <= {0.0, 1.0}
-    evaluated = run_eval(str(run_dir), "episodes=6")
+    evaluated = run_eval(str(run_dir), "episodes=6", "video=true")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "success rate" in evaluated.stdout
+    assert (run_dir / "videos" / "step_000000000300.mp4").stat().st_size > 0
     record = json.loads((run_dir / "run.json").read_text())
     assert record["status"] == "finished"
 
@@ -127,6 +129,7 @@ def test_partially_observed_cartpole_with_burn_in_windows(tiny_config, tmp_path:
     [
         (["agent.burn_in=5"], "agent.burn_in and agent.stored_state apply to agent.replay=windows"),
         (["agent.cell=transformer"], "agent.cell"),
+        (["agent.cell=none", *WINDOWS], "agent.stored_state needs a recurrent agent.cell"),
         (["env=pendulum"], "discrete"),
     ],
 )

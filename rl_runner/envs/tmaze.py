@@ -107,10 +107,11 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
         wrong_penalty: reward for entering the wrong arm's end (<= 0).
         step_cost: subtracted from every step's reward (>= 0).
         max_steps: steps before truncation; None means ``4 * (length + 2 * arm_length) + 10``.
-        render_mode: None or ``"ansi"`` (a one-line text picture).
+        render_mode: None, ``"ansi"`` (a one-line text picture) or ``"rgb_array"`` (a top view of the T, for
+            ``rl-eval video=true``: the agent blue, the goal end green, the wrong end red, visited goals dark).
     """
 
-    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 4}
 
     def __init__(
         self,
@@ -207,7 +208,9 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
             info["is_success"] = bool(success)
         return self._observation(first=False), float(reward), terminated, truncated, info
 
-    def render(self) -> str | None:
+    def render(self) -> str | np.ndarray | None:
+        if self.render_mode == "rgb_array":
+            return self._picture()
         if self.render_mode != "ansi":
             return None
         # One line: the corridor from the foot to the junction (J), then each arm from the junction outwards.
@@ -227,6 +230,23 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
             f"{''.join(corridor)} left:{''.join(arms[0])} right:{''.join(arms[1])} "
             f"(step {self._steps}/{self.max_steps})"
         )
+
+    def _picture(self) -> np.ndarray:
+        """The T seen from above, the junction row at the top: [H, W, 3] uint8, even sides (video codecs)."""
+        cell = max(2, min(16, 480 // (self.length + 1))) // 2 * 2
+        centre = self.arm_length
+        grid = np.full((self.length + 1, 2 * self.arm_length + 1, 3), 40, dtype=np.uint8)  # walls
+        grid[:, centre] = grid[0, :] = 200  # the corridor and the arms
+        for side, column in ((0, 0), (1, 2 * self.arm_length)):
+            if self.variant == "two_goal":
+                grid[0, column] = (0, 110, 0) if self._visited[side] else (0, 200, 0)
+            else:
+                grid[0, column] = (0, 200, 0) if side == self._goal_side else (200, 0, 0)
+        if self._arm_offset == 0:
+            grid[self.length - self._position, centre] = (0, 0, 255)
+        else:
+            grid[0, centre + self._arm_offset] = (0, 0, 255)
+        return np.repeat(np.repeat(grid, cell, axis=0), cell, axis=1)
 
     # ------------------------------------------------------------------------------------------- rules
     def _move(self, action: int) -> int | None:

@@ -44,8 +44,9 @@ def random_actions(space: gym.spaces.Space, rng: np.random.Generator, count: int
 
 class EvalEpisodes(NamedTuple):
     returns: np.ndarray  # [episodes]
-    successes: np.ndarray | None  # [episodes] bool, from info["is_success"] at each episode's end; None when
-    # the env does not report it (goal-reaching envs such as the T-maze do)
+    # [episodes] bool, from info["is_success"] at each episode's end (goal-reaching envs such as the T-maze
+    # report it); an episode cut without it (an added time limit) failed; None when the env never reports it
+    successes: np.ndarray | None
 
 
 def evaluate_policy(
@@ -55,7 +56,7 @@ def evaluate_policy(
     an env made with render_mode="rgb_array", the first episode's frames go there."""
     agent.train_mode(False)
     returns = np.zeros(episodes)
-    successes: list[bool] = []
+    successes: list[bool | None] = []
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
@@ -68,24 +69,30 @@ def evaluate_policy(
                 obs, reward, terminated, truncated, info = env.step(action)
                 returns[episode] += float(reward)
                 done = terminated or truncated
-            if "is_success" in info:
-                successes.append(bool(info["is_success"]))
+            successes.append(bool(info["is_success"]) if "is_success" in info else None)
     finally:
         agent.train_mode(True)
-    return EvalEpisodes(returns, np.array(successes) if len(successes) == episodes else None)
+    reported = any(success is not None for success in successes)
+    return EvalEpisodes(returns, np.array([bool(success) for success in successes]) if reported else None)
 
 
 def make_agent(
-    cfg: DictConfig, env: gym.Env | gym.vector.VectorEnv, device: torch.device, clock: Clock
+    cfg: DictConfig,
+    env: gym.Env | gym.vector.VectorEnv,
+    device: torch.device,
+    clock: Clock,
+    num_envs: int | None = None,
 ) -> OffPolicyAgent:
-    """The configured agent for this env (a single env or a vector env of ``env.num_envs`` copies)."""
+    """The configured agent for this env (a single env or a vector env of ``env.num_envs`` copies).
+    ``num_envs`` overrides the count: rl-eval plays one env with an agent whose per-env state (acting
+    states, exploration noise) must fit the checkpoint of a run trained with several."""
     vector = isinstance(env, gym.vector.VectorEnv)
     return build_agent(
         cfg.agent,
         net=cfg.net,
         observation_space=env.single_observation_space if vector else env.observation_space,
         action_space=env.single_action_space if vector else env.action_space,
-        num_envs=env.num_envs if vector else 1,
+        num_envs=num_envs or (env.num_envs if vector else 1),
         device=device,
         clock=clock,
     )
@@ -126,6 +133,7 @@ class EnvLoop:
         self.episodes = 0
         self.recent_returns: list[float] = []
         self.update_credit = 0.0  # fractional updates owed (updates_per_step may be below 1)
+        self.reports_success = False  # whether the env has reported info["is_success"] at an episode end
 
     # ---------------------------------------------------------------- state
     def begin(self, saved: dict | None) -> None:
@@ -134,6 +142,7 @@ class EnvLoop:
             return
         self.episodes, self.recent_returns = saved["episodes"], list(saved["recent_returns"])
         self.update_credit = saved["update_credit"]
+        self.reports_success = saved.get("reports_success", False)  # absent from checkpoints made before it
         self.rng.bit_generator.state = saved["warmup_rng"]
         try:
             if saved["env_state"] is None:
@@ -156,6 +165,7 @@ class EnvLoop:
             "episodes": self.episodes,
             "recent_returns": list(self.recent_returns),
             "update_credit": self.update_credit,
+            "reports_success": self.reports_success,
             "warmup_rng": self.rng.bit_generator.state,
             "env_state": env_state,
             "env_state_missing": missing,
@@ -201,11 +211,13 @@ class EnvLoop:
 
     def _finish_episodes(self, done: np.ndarray, infos: Mapping[str, Any], logger: RunLogger) -> None:
         final_info = infos.get("final_info", {})
+        reported = final_info.get("_is_success", np.zeros(self.num_envs, dtype=bool))
+        self.reports_success = self.reports_success or bool(reported[done].any())
         for index in np.flatnonzero(done):
             episode_return = float(self.episode_returns[index])
             scalars = {"train/episode_return": episode_return, "train/episode_length": int(self.episode_lengths[index])}
-            if final_info.get("_is_success", np.zeros(self.num_envs, dtype=bool))[index]:
-                scalars["train/episode_success"] = float(final_info["is_success"][index])
+            if self.reports_success:  # an episode cut without it (an added time limit) failed
+                scalars["train/episode_success"] = float(reported[index] and final_info["is_success"][index])
             logger.scalars(scalars, self.clock.step)
             self.episodes += 1
             self.recent_returns = (self.recent_returns + [episode_return])[-RECENT_EPISODES:]
@@ -244,7 +256,7 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
     env = make_env(cfg.env, render_mode="rgb_array" if video else None)
     try:
-        agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)))
+        agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)), num_envs=int(cfg.env.num_envs))
         load_finite_into(checkpoint, agent.state_groups(), map_location=device)
         frames: list[np.ndarray] = []
         results = evaluate_policy(agent, env, episodes, seed, frames if video else None)
