@@ -129,7 +129,6 @@ def test_partially_observed_cartpole_with_burn_in_windows(tiny_config, tmp_path:
     [
         (["agent.burn_in=5"], "agent.burn_in and agent.stored_state apply to agent.replay=windows"),
         (["agent.cell=transformer"], "agent.cell"),
-        (["agent.cell=none", *WINDOWS], "agent.stored_state needs a recurrent agent.cell"),
         (["env=pendulum"], "discrete"),
     ],
 )
@@ -137,6 +136,14 @@ def test_bad_configs_are_one_line_errors(overrides: list[str], message: str) -> 
     with pytest.raises(ConfigError) as error:
         validate_overrides(["agent=drqn", "env=tmaze", *overrides])
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_stored_state_without_a_recurrent_cell_is_a_warning() -> None:
+    """Legal (the preset experiment=drqn_cartpole_pomdp stores states and agent.cell=none is its baseline), but
+    it has no effect, and the user is told."""
+    warnings = validate_overrides(["experiment=drqn_cartpole_pomdp", "agent.cell=none"])
+    assert any("agent.stored_state=true has no effect with agent.cell=none" in w for w in warnings)
+    assert validate_overrides(["experiment=drqn_cartpole_pomdp"]) == []
 
 
 def test_buffer_too_small_for_the_sequences_is_refused(tiny_config, tmp_path: Path) -> None:

@@ -11,6 +11,8 @@ import dataclasses
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from rl_runner.config.schemas import RecurrentCell
+
 
 class ConfigError(ValueError):
     """A bad command line or an impossible combination; reported as one line."""
@@ -116,6 +118,8 @@ def config_warnings(cfg: DictConfig) -> list[str]:
             f"total_steps={cfg.total_steps} is not above agent.learning_starts={learning_starts}: "
             "the agent acts at random and never learns"
         )
+    if OmegaConf.select(cfg, "agent.cell") == RecurrentCell.none and cfg.agent.stored_state:
+        warnings.append("agent.stored_state=true has no effect with agent.cell=none: a feed-forward core has no state")
     metric = cfg.agent.objective.metric
     if cfg.env is not None and metric.startswith("eval/") and cfg.eval.episodes == 0:
         warnings.append(f"eval.episodes=0: the objective {metric} is never measured (a sweeper gets no value)")

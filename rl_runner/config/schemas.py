@@ -237,8 +237,6 @@ class DRQNConfig(OffPolicyAgentConfig):
     def problems(node: Any) -> list[str]:
         if node.replay == SequenceReplay.episodes and (node.burn_in > 0 or node.stored_state):
             return ["agent.burn_in and agent.stored_state apply to agent.replay=windows (episodes start from zero)"]
-        if node.cell == RecurrentCell.none and node.stored_state:
-            return ["agent.stored_state needs a recurrent agent.cell (lstm or gru): cell=none has no state"]
         return []
 
 
