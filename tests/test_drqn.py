@@ -115,7 +115,8 @@ def test_cli_trains_and_rl_eval_reports_the_success_rate(tmp_path: Path) -> None
 
 def test_partially_observed_cartpole_with_burn_in_windows(tiny_config, tmp_path: Path) -> None:
     """The R2D2 path end to end: stored states, burn-in, windows, on CartPole without its velocities."""
-    cfg = tiny_config("experiment=drqn_cartpole_pomdp", "total_steps=300", "agent.sequence_length=8", "agent.burn_in=4")
+    windows = ["agent.replay=windows", "agent.sequence_length=8", "agent.burn_in=4", "agent.stored_state=true"]
+    cfg = tiny_config("experiment=drqn_cartpole_pomdp", "total_steps=300", *windows)
     assert cfg.env.wrappers.observation_subset.indices == [0, 2]
     summary = train(cfg, run_dir=tmp_path)
     scalars = read_scalars(tmp_path / "tb")
@@ -139,11 +140,10 @@ def test_bad_configs_are_one_line_errors(overrides: list[str], message: str) -> 
 
 
 def test_a_stored_state_without_a_recurrent_cell_is_a_warning() -> None:
-    """Legal (the preset experiment=drqn_cartpole_pomdp stores states and agent.cell=none is its baseline), but
-    it has no effect, and the user is told."""
-    warnings = validate_overrides(["experiment=drqn_cartpole_pomdp", "agent.cell=none"])
+    """Legal (a sweep over agent.cell=lstm,none keeps the other settings), but it has no effect: the user is told."""
+    warnings = validate_overrides(["agent=drqn", "env=tmaze", *WINDOWS, "agent.cell=none"])
     assert any("agent.stored_state=true has no effect with agent.cell=none" in w for w in warnings)
-    assert validate_overrides(["experiment=drqn_cartpole_pomdp"]) == []
+    assert validate_overrides(["agent=drqn", "env=tmaze", *WINDOWS]) == []
 
 
 def test_buffer_too_small_for_the_sequences_is_refused(tiny_config, tmp_path: Path) -> None:
