@@ -117,8 +117,8 @@ def updates(args: argparse.Namespace) -> dict:
     import numpy as np
     import torch
 
+    from rl_runner.agents import build_agent
     from rl_runner.agents.base import Transition
-    from rl_runner.agents.drqn import DRQN
     from rl_runner.clock import Clock
     from rl_runner.config import compose_config
 
@@ -130,13 +130,8 @@ def updates(args: argparse.Namespace) -> dict:
             ["agent=drqn", "env=tmaze", f"agent.cell={cell}", f"agent.batch_size={args.batch}"]
             + [f"agent.sequence_length={args.sequence}", *args.set]
         )
-        hyper = {
-            k: cfg.agent[k]
-            for k in cfg.agent
-            if k not in ("name", "runner", "nets", "objective", "action_spaces", "updates_per_step")
-        }
-        agent = DRQN(
-            **hyper,
+        agent = build_agent(
+            cfg.agent,
             net=cfg.net,
             observation_space=gym.spaces.Box(0, 1, (args.obs,)),
             action_space=gym.spaces.Discrete(4),

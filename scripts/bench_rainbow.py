@@ -20,18 +20,11 @@ from pathlib import Path
 
 from learning_runs import median_sps, median_steps, steps_to, train
 
-PART_OFF = {
-    "double": "agent.double=false",
-    "dueling": "agent.dueling=false",
-    "per": "agent.per=false",
-    "noisy": "agent.noisy=false",
-    "n_step": "agent.n_step=1",
-    "distributional": "agent.distributional=false",
-}
+from rl_runner.agents.rainbow import PARTS_OFF
 
 
 def run(variant: str, seed: int, steps: int, eval_every: int, root: Path, extra: list[str]) -> dict:
-    overrides = [PART_OFF[variant]] if variant in PART_OFF else []
+    overrides = [PARTS_OFF[variant]] if variant in PARTS_OFF else []
     scalars = train(
         root / f"{variant}_seed{seed}",
         [
@@ -58,7 +51,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30000, help="cap per run (env steps)")
     parser.add_argument("--eval-every", type=int, default=1000)
     parser.add_argument("--threshold", type=float, default=475.0)
-    parser.add_argument("--ablations", nargs="*", default=[], choices=list(PART_OFF))
+    parser.add_argument("--ablations", nargs="*", default=[], choices=list(PARTS_OFF))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", nargs="*", default=[], help="extra overrides for every run, e.g. agent.lr=5e-4")
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -5,6 +5,7 @@ agent's loss (a per-row, per-step loop), its acting state around updates, resets
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import math
 from typing import Callable, NamedTuple
@@ -815,7 +816,7 @@ def test_acting_continues_from_the_state_it_had_before_an_update(tiny_config, ov
         agent.update()
     assert any(not torch.equal(p, q) for p, q in zip(agent.params, before))
     assert torch.equal(agent.acting.state, saved)
-    agent.epsilon_start = agent.epsilon_end = 0.0
+    agent.exploration = dataclasses.replace(agent.exploration, start=0.0, end=0.0)
     with torch.no_grad():
         q, next_state = agent.online(torch.from_numpy(obs).float().view(1, 1, -1), saved)
     actions = agent.act(obs[None], explore=True)

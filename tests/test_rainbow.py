@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from rl_runner.agents.base import Transition
-from rl_runner.agents.rainbow import Rainbow
+from rl_runner.agents.rainbow import PARTS_OFF, Rainbow
 from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.config import compose_config
 from rl_runner.logging import read_scalars
@@ -33,15 +33,6 @@ SMALL = [
     "agent.v_min=0",
     "agent.v_max=50",
 ]
-
-PARTS_OFF = {
-    "double": "agent.double=false",
-    "dueling": "agent.dueling=false",
-    "per": "agent.per=false",
-    "noisy": "agent.noisy=false",
-    "n_step": "agent.n_step=1",
-    "distributional": "agent.distributional=false",
-}
 
 
 @pytest.mark.parametrize("off", [*PARTS_OFF, "all"])

@@ -35,11 +35,19 @@ class SoftUpdate:
         torch._foreach_lerp_(self.target_tensors, self.online_tensors, self.tau)
 
 
-class UpdateCounter:
-    """Updates so far: the target-sync cadence, saved with the checkpoint."""
+class PeriodicTargetSync:
+    """Moves ``target`` towards ``online`` (``tau`` = 1 copies) once every ``every`` updates. The count of
+    updates is its state, saved with the checkpoint so that a resumed run keeps the sync cadence."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: nn.Module, online: nn.Module, tau: float, every: int) -> None:
+        self.sync = SoftUpdate(target, online, tau)
+        self.every = every
         self.updates = 0
+
+    def after_update(self) -> None:
+        self.updates += 1
+        if self.updates % self.every == 0:
+            self.sync()
 
     def state_dict(self) -> dict:
         return {"updates": self.updates}
@@ -62,6 +70,18 @@ def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], 
     for param, grad in zip(params, torch.autograd.grad(loss, params)):
         param.grad = grad
     optimizer.step()
+
+
+def clipped_gradient_step(
+    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor, max_norm: float
+) -> torch.Tensor:
+    """One optimiser step on ``loss`` with the gradient norm clipped to ``max_norm``; returns the norm before
+    clipping (a detached scalar tensor)."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
+    optimizer.step()
+    return grad_norm.detach()
 
 
 def replay_needed_to_learn(batch_size: int, learning_starts: int, capacity: int) -> int:

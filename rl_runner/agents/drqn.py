@@ -22,23 +22,22 @@ from typing import Any, Mapping
 import gymnasium as gym
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from rl_runner.agents.base import Transition
 from rl_runner.agents.common import (
     ObservationEncoder,
-    SoftUpdate,
-    UpdateCounter,
+    PeriodicTargetSync,
+    clipped_gradient_step,
     has_batch_norm,
     make_adam,
     make_target,
     replay_needed_to_learn,
 )
-from rl_runner.agents.value_targets import epsilon_greedy, next_actions, pick
+from rl_runner.agents.value_targets import EpsilonSchedule, epsilon_greedy, next_actions, pick
 from rl_runner.buffers.episodes import EpisodeReplay, SequenceBatch
 from rl_runner.checkpoint import Stateful
-from rl_runner.clock import Clock, linear_schedule
+from rl_runner.clock import Clock
 from rl_runner.config import RecurrentCell, SequenceReplay
 from rl_runner.networks import resolve_net_spec
 from rl_runner.networks.recurrent import RecurrentQNetwork
@@ -102,9 +101,9 @@ class DRQN:
         self.gamma, self.batch_size, self.grad_clip = float(gamma), int(batch_size), float(grad_clip)
         self.double = bool(double)
         self.num_actions, self.action_start = int(action_space.n), int(action_space.start)
-        self.target_update = int(target_update)
-        self.epsilon_start, self.epsilon_end = float(epsilon_start), float(epsilon_end)
-        self.epsilon_fraction, self.eval_epsilon = float(epsilon_fraction), float(eval_epsilon)
+        self.exploration = EpsilonSchedule(
+            float(epsilon_start), float(epsilon_end), float(epsilon_fraction), float(eval_epsilon)
+        )
 
         spec = resolve_net_spec(net)
         self.online = RecurrentQNetwork(self.encode.size, self.num_actions, spec, cell, int(rnn_hidden), bool(dueling))
@@ -112,10 +111,9 @@ class DRQN:
             raise ValueError("DRQN cannot use net.norm=batch: batch statistics would mix the steps of a sequence")
         self.online.to(device)
         self.target = make_target(self.online)
-        self.sync_target = SoftUpdate(self.target, self.online, float(tau))
+        self.target_sync = PeriodicTargetSync(self.target, self.online, float(tau), int(target_update))
         self.params = list(self.online.parameters())
         self.optimizer = make_adam(self.params, float(lr), device, eps=float(adam_eps))
-        self.counter = UpdateCounter()
 
         state_size = self.online.state_size
         self.acting = ActingState(self.online.core.initial_state(num_envs, device))
@@ -138,7 +136,7 @@ class DRQN:
         self._losses = torch.compile(self._losses) if compile else self._losses
 
     def epsilon(self) -> float:
-        return linear_schedule(self.epsilon_start, self.epsilon_end, self.clock.fraction, self.epsilon_fraction)
+        return self.exploration.at(self.clock.fraction)
 
     # ---------------------------------------------------------------- acting
     def _step(self, obs: np.ndarray, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -157,7 +155,7 @@ class DRQN:
             if self.eval_state is None or self.eval_state.shape[0] != len(obs):
                 self.eval_state = self.online.core.initial_state(len(obs), self.device)
             q_values, self.eval_state = self._step(obs, self.eval_state)
-            epsilon = self.eval_epsilon
+            epsilon = self.exploration.evaluation
         actions = epsilon_greedy(q_values.argmax(dim=-1), self.num_actions, epsilon)
         return (actions + self.action_start).cpu().numpy()
 
@@ -220,18 +218,13 @@ class DRQN:
     def update(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.batch_size)
         loss, q_taken = self._losses(batch)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.optimizer.step()
-        self.counter.updates += 1
-        if self.counter.updates % self.target_update == 0:
-            self.sync_target()
+        grad_norm = clipped_gradient_step(self.optimizer, self.params, loss, self.grad_clip)
+        self.target_sync.after_update()
         real_steps = batch.mask.sum()
         return {
             "loss/q": loss.detach(),
             "q/mean": (q_taken * batch.mask).sum() / real_steps,
-            "charts/grad_norm": grad_norm.detach(),
+            "charts/grad_norm": grad_norm,
             "charts/epsilon": torch.tensor(self.epsilon()),
             "charts/sequence_steps": real_steps / batch.mask.shape[0],
             "charts/replay_fill": torch.tensor(len(self.replay) / self.replay.capacity),
@@ -243,7 +236,7 @@ class DRQN:
             "online": self.online,
             "target": self.target,
             "optimizer": self.optimizer,
-            "counter": self.counter,
+            "counter": self.target_sync,
             "acting": self.acting,
         }
 

@@ -27,14 +27,20 @@ import torch.nn.functional as F
 
 from rl_runner.agents.base import Transition
 from rl_runner.agents.common import (
-    SoftUpdate,
-    UpdateCounter,
+    PeriodicTargetSync,
+    clipped_gradient_step,
     make_adam,
     make_target,
     replay_needed_to_learn,
     require_vector_observations,
 )
-from rl_runner.agents.value_targets import categorical_projection, epsilon_greedy, next_actions, pick
+from rl_runner.agents.value_targets import (
+    EpsilonSchedule,
+    categorical_projection,
+    epsilon_greedy,
+    next_actions,
+    pick,
+)
 from rl_runner.buffers import NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
 from rl_runner.clock import Clock, linear_schedule
@@ -42,6 +48,16 @@ from rl_runner.config import MLPConfig
 from rl_runner.networks import ACTIVATIONS, hidden_layers, resolve_net_spec
 from rl_runner.networks.noisy import NoisyLinear, mean_sigma, noisy_layers, reset_noise, set_noise
 from rl_runner.networks.q_heads import QHead
+
+# The command-line override that switches each part off: ablations in the tests and scripts/bench_rainbow.py.
+PARTS_OFF = {
+    "double": "agent.double=false",
+    "dueling": "agent.dueling=false",
+    "per": "agent.per=false",
+    "noisy": "agent.noisy=false",
+    "n_step": "agent.n_step=1",
+    "distributional": "agent.distributional=false",
+}
 
 
 class QNetwork(nn.Module):
@@ -112,10 +128,10 @@ class Rainbow:
         )
         self.num_actions = int(action_space.n)
         self.action_start = int(action_space.start)
-        self.target_update, self.tau = int(target_update), float(tau)
         self.per_beta_start = float(per_beta_start)
-        self.epsilon_start, self.epsilon_end = float(epsilon_start), float(epsilon_end)
-        self.epsilon_fraction, self.eval_epsilon = float(epsilon_fraction), float(eval_epsilon)
+        self.exploration = EpsilonSchedule(
+            float(epsilon_start), float(epsilon_end), float(epsilon_fraction), float(eval_epsilon)
+        )
 
         self.atoms = int(atoms) if self.distributional else 1
         self.support = torch.linspace(float(v_min), float(v_max), self.atoms, device=device)  # [atoms]
@@ -124,11 +140,10 @@ class Rainbow:
             device
         )
         self.target = make_target(self.online)
-        self.sync_target = SoftUpdate(self.target, self.online, self.tau)
+        self.target_sync = PeriodicTargetSync(self.target, self.online, float(tau), int(target_update))
         self.params = list(self.online.parameters())
         self.optimizer = make_adam(self.params, float(lr), device, eps=float(adam_eps))
         self.noisy_online, self.noisy_target = noisy_layers(self.online), noisy_layers(self.target)
-        self.counter = UpdateCounter()
         self.noise_resets = 0  # acting steps and updates that drew new noise (tests count them)
 
         storage = ReplayBuffer(int(buffer_size), observation_space.shape, (), device, discounts=True)
@@ -140,7 +155,7 @@ class Rainbow:
 
     # ---------------------------------------------------------------- schedules
     def epsilon(self) -> float:
-        return linear_schedule(self.epsilon_start, self.epsilon_end, self.clock.fraction, self.epsilon_fraction)
+        return self.exploration.at(self.clock.fraction)
 
     def beta(self) -> float:
         return linear_schedule(self.per_beta_start, 1.0, self.clock.fraction)
@@ -161,7 +176,7 @@ class Rainbow:
         greedy = self.q_values(self.online(obs_tensor)).argmax(dim=-1)  # [N]
         set_noise(self.noisy_online, True)
         if not explore:
-            epsilon = self.eval_epsilon
+            epsilon = self.exploration.evaluation
         else:
             epsilon = 0.0 if self.noisy else self.epsilon()
         return (epsilon_greedy(greedy, self.num_actions, epsilon) + self.action_start).cpu().numpy()
@@ -226,17 +241,12 @@ class Rainbow:
             batch, weights = self.replay.sample(self.batch_size), None
         per_sample, errors, q_taken = self._losses(batch)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.optimizer.step()
+        grad_norm = clipped_gradient_step(self.optimizer, self.params, loss, self.grad_clip)
         if self.per:
             self.replay.update_priorities(slots, errors)
-        self.counter.updates += 1
-        if self.counter.updates % self.target_update == 0:
-            self.sync_target()
+        self.target_sync.after_update()
 
-        metrics = {"loss/q": loss.detach(), "q/mean": q_taken.mean(), "charts/grad_norm": grad_norm.detach()}
+        metrics = {"loss/q": loss.detach(), "q/mean": q_taken.mean(), "charts/grad_norm": grad_norm}
         metrics["charts/replay_fill"] = torch.tensor(len(self.replay) / self.replay.capacity)
         if self.noisy:
             metrics["charts/noisy_sigma"] = mean_sigma(self.noisy_online)
@@ -248,7 +258,7 @@ class Rainbow:
 
     # ---------------------------------------------------------------- checkpoints
     def state_groups(self) -> dict[str, Stateful]:
-        return {"online": self.online, "target": self.target, "optimizer": self.optimizer, "counter": self.counter}
+        return {"online": self.online, "target": self.target, "optimizer": self.optimizer, "counter": self.target_sync}
 
     def replay_groups(self) -> dict[str, Stateful]:
         return {"replay": self.replay, "nstep": self.nstep}

@@ -1,10 +1,29 @@
-"""Pieces of value-based agents that Rainbow and DRQN share: epsilon-greedy acting, the (double) Q-learning
-target and the categorical (C51) projection. Action and atom axes are the last ones, so every function takes
-a batch ``[B, ...]`` or a sequence ``[B, T, ...]`` alike."""
+"""Pieces of value-based agents that Rainbow and DRQN share: the epsilon schedule and epsilon-greedy acting,
+the (double) Q-learning target and the categorical (C51) projection. Action and atom axes are the last ones,
+so every function takes a batch ``[B, ...]`` or a sequence ``[B, T, ...]`` alike."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+from rl_runner.clock import linear_schedule
+
+
+@dataclass(frozen=True)
+class EpsilonSchedule:
+    """Epsilon-greedy exploration: ``start`` to ``end`` linearly over the first ``fraction`` of the run, then
+    ``end``; ``evaluation`` for evaluation episodes."""
+
+    start: float
+    end: float
+    fraction: float
+    evaluation: float
+
+    def at(self, progress: float) -> float:
+        """Epsilon at ``progress`` (the run clock's fraction, 0 to 1)."""
+        return linear_schedule(self.start, self.end, progress, self.fraction)
 
 
 def epsilon_greedy(greedy: torch.Tensor, num_actions: int, epsilon: float) -> torch.Tensor:
