@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
@@ -23,23 +24,26 @@ class TrainingDiverged(RuntimeError):
 
 class MetricAccumulator:
     """Sums per-update metrics as device tensors and reads them back once per log interval, so the hot
-    loop never waits on the device or converts to Python floats."""
+    loop never waits on the device or converts to Python floats. Each metric is averaged over the updates
+    that reported it (a generator loss every few updates, an encoder loss only in the encoder phase)."""
 
     def __init__(self) -> None:
         self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
         self.count = 0  # adds since the last pop_means
 
     def add(self, metrics: Mapping[str, torch.Tensor]) -> None:
         for name, value in metrics.items():
             self.sums[name] = self.sums[name] + value if name in self.sums else value.detach().clone()
+            self.counts[name] = self.counts.get(name, 0) + 1
         self.count += 1
 
     def pop_means(self) -> dict[str, float]:
         """Means since the last call; raises ``NonFiniteLossError`` if any of them is NaN or infinite."""
         if not self.count:
             return {}
-        means = {name: float(total) / self.count for name, total in self.sums.items()}
-        self.sums, self.count = {}, 0
+        means = {name: float(total) / self.counts[name] for name, total in self.sums.items()}
+        self.sums, self.counts, self.count = {}, {}, 0
         _raise_if_not_finite(means)
         return means
 
@@ -49,11 +53,13 @@ class MetricAccumulator:
 
     # A checkpoint keeps the unfinished interval, so a resumed run logs the very points of an uninterrupted one.
     def state_dict(self) -> dict:
-        return {"sums": {name: total.cpu() for name, total in self.sums.items()}, "count": self.count}
+        sums = {name: total.cpu() for name, total in self.sums.items()}
+        return {"sums": sums, "counts": dict(self.counts), "count": self.count}
 
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         self.sums = {name: total.to(device) for name, total in state["sums"].items()}
         self.count = state["count"]
+        self.counts = dict(state.get("counts") or {name: self.count for name in self.sums})  # format 2 had none
 
 
 def _raise_if_not_finite(values: Mapping[str, float]) -> None:
@@ -76,6 +82,11 @@ class RunLogger:
     def scalars(self, values: Mapping[str, float], step: int) -> None:
         for tag, value in values.items():
             self.writer.add_scalar(tag, value, step)
+
+    def images(self, values: Mapping[str, np.ndarray], step: int) -> None:
+        """[H, W, 3] uint8 figures."""
+        for tag, value in values.items():
+            self.writer.add_image(tag, value, step, dataformats="HWC")
 
     def advance(self, steps: int, summary: Mapping[str, float] | None = None) -> None:
         if self.bar is None:

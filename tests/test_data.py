@@ -29,7 +29,12 @@ def split_row(rows: int, val_fraction: float = 0.2) -> int:
 
 def training_rows(data: WindowData) -> np.ndarray:
     """Every training row, rebuilt from stride-1 windows: each window's first row, then the last window's rest."""
-    return np.concatenate([data.train[:, 0], data.train[-1, 1:]])
+    return np.concatenate([data.train.values[:, 0], data.train.values[-1, 1:]])
+
+
+def val_starts(data: WindowData) -> np.ndarray:
+    """The first row of each validation window."""
+    return data.val.last_rows - WINDOW + 1
 
 
 def write_csv(path: Path, text: str) -> Path:
@@ -67,13 +72,13 @@ def test_split_keeps_training_and_validation_rows_apart(
         data_config(path, "data.scaling=none", f"data.stride={stride}", f"data.val_fraction={val_fraction}")
     )
     split = split_row(rows, val_fraction)
-    assert data.train.shape[1:] == data.val.shape[1:] == (WINDOW, 2)
-    assert data.train[..., 0].max() < split
-    assert data.val[..., 0].min() >= split
-    assert data.val_starts.tolist() == list(range(split, rows - WINDOW + 1, stride))
-    assert data.train[:, 0, 0].tolist() == list(range(0, split - WINDOW + 1, stride))
-    for i, start in enumerate(data.val_starts):
-        np.testing.assert_array_equal(data.val[i], series[start : start + WINDOW])
+    assert data.train.values.shape[1:] == data.val.values.shape[1:] == (WINDOW, 2)
+    assert data.train.values[..., 0].max() < split
+    assert data.val.values[..., 0].min() >= split
+    assert val_starts(data).tolist() == list(range(split, rows - WINDOW + 1, stride))
+    assert data.train.values[:, 0, 0].tolist() == list(range(0, split - WINDOW + 1, stride))
+    for i, start in enumerate(val_starts(data)):
+        np.testing.assert_array_equal(data.val.values[i], series[start : start + WINDOW])
 
 
 def test_validation_values_do_not_change_the_scaler_or_training_windows(tmp_path: Path) -> None:
@@ -87,8 +92,8 @@ def test_validation_values_do_not_change_the_scaler_or_training_windows(tmp_path
     after = load_data(data_config(path))
     np.testing.assert_array_equal(after.scaler.shift, before.scaler.shift)
     np.testing.assert_array_equal(after.scaler.scale, before.scaler.scale)
-    np.testing.assert_array_equal(after.train, before.train)
-    assert not np.allclose(after.val, before.val)
+    np.testing.assert_array_equal(after.train.values, before.train.values)
+    assert not np.allclose(after.val.values, before.val.values)
 
 
 # -------------------------------------------------------------------------------------------- scaling
@@ -99,14 +104,14 @@ def test_standard_scaling_normalises_the_training_rows(tmp_path: Path) -> None:
     rows = training_rows(data)
     series = np.load(path)
     split = split_row(len(series))
-    assert rows.dtype == data.val.dtype == np.float32
+    assert rows.dtype == data.val.values.dtype == np.float32
     assert len(rows) == split
     np.testing.assert_allclose(rows.mean(axis=0), 0.0, atol=1e-5)
     np.testing.assert_allclose(rows.std(axis=0), 1.0, atol=1e-4)
     np.testing.assert_allclose(data.scaler.shift, series[:split].mean(axis=0))
     np.testing.assert_allclose(data.scaler.scale, series[:split].std(axis=0))
-    expected = (series[data.val_starts[0] : data.val_starts[0] + WINDOW] - data.scaler.shift) / data.scaler.scale
-    np.testing.assert_allclose(data.val[0], expected, rtol=1e-5, atol=1e-6)
+    expected = (series[val_starts(data)[0] : val_starts(data)[0] + WINDOW] - data.scaler.shift) / data.scaler.scale
+    np.testing.assert_allclose(data.val.values[0], expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("value", [0.0, 0.1, 1e6 + 0.3])
@@ -119,9 +124,9 @@ def test_a_constant_channel_scales_to_zero_not_to_noise(tmp_path: Path, value: f
     path = tmp_path / "series.npy"
     np.save(path, series)
     data = load_data(data_config(path))
-    assert np.isfinite(data.train).all() and np.isfinite(data.val).all()
-    np.testing.assert_array_equal(data.train[..., 0], 0.0)
-    np.testing.assert_allclose(data.val[..., 0], 0.5, rtol=1e-4)
+    assert np.isfinite(data.train.values).all() and np.isfinite(data.val.values).all()
+    np.testing.assert_array_equal(data.train.values[..., 0], 0.0)
+    np.testing.assert_allclose(data.val.values[..., 0], 0.5, rtol=1e-4)
     assert data.scaler.scale[0] == 1.0
 
 
@@ -187,9 +192,9 @@ def test_csv_and_npy_of_the_same_series_load_the_same(tmp_path: Path) -> None:
     from_npy = load_data(data_config(write_series(tmp_path / "series.npy"), "data.stride=3"))
     assert from_csv.channels == ["vibration", "pressure"]
     assert from_npy.channels == ["channel_0", "channel_1"]
-    np.testing.assert_array_equal(from_csv.train, from_npy.train)
-    np.testing.assert_array_equal(from_csv.val, from_npy.val)
-    np.testing.assert_array_equal(from_csv.val_starts, from_npy.val_starts)
+    np.testing.assert_array_equal(from_csv.train.values, from_npy.train.values)
+    np.testing.assert_array_equal(from_csv.val.values, from_npy.val.values)
+    np.testing.assert_array_equal(val_starts(from_csv), val_starts(from_npy))
     np.testing.assert_array_equal(from_csv.scaler.shift, from_npy.scaler.shift)
 
 
@@ -202,7 +207,7 @@ def test_data_columns_picks_and_orders_csv_columns(tmp_path: Path, columns: str,
     every = load_data(data_config(path, "data.scaling=none"))
     picked = load_data(data_config(path, "data.scaling=none", f"data.columns={columns}"))
     assert picked.channels == [every.channels[i] for i in order]
-    np.testing.assert_array_equal(picked.train, every.train[..., order])
+    np.testing.assert_array_equal(picked.train.values, every.train.values[..., order])
     assert picked.sample_shape == (WINDOW, len(order))
 
 
@@ -216,7 +221,7 @@ def test_npy_one_and_two_dimensional(tmp_path: Path, shape: tuple[int, ...]) -> 
     channels = shape[1] if len(shape) == 2 else 1
     assert data.channels == [f"channel_{i}" for i in range(channels)]
     assert data.sample_shape == (WINDOW, channels)
-    np.testing.assert_array_equal(data.train[0], series.reshape(300, channels)[:WINDOW])
+    np.testing.assert_array_equal(data.train.values[0], series.reshape(300, channels)[:WINDOW])
 
 
 def test_csv_with_a_byte_order_mark_and_an_upper_case_suffix(tmp_path: Path) -> None:
@@ -226,7 +231,7 @@ def test_csv_with_a_byte_order_mark_and_an_upper_case_suffix(tmp_path: Path) -> 
     path.write_bytes(("a,b\n" + body).encode("utf-8-sig"))
     data = load_data(data_config(path, "data.scaling=none", "data.columns=[a]"))
     assert data.channels == ["a"]
-    np.testing.assert_array_equal(data.train[0, :, 0], np.arange(WINDOW))
+    np.testing.assert_array_equal(data.train.values[0, :, 0], np.arange(WINDOW))
 
 
 # -------------------------------------------------------------------------------------------- bad input

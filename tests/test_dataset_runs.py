@@ -59,7 +59,8 @@ def test_dataset_run_resumes_exactly(tiny_data_config, tmp_path: Path, monkeypat
     # the checkpoint kept the unfinished log interval: every point equals the uninterrupted run's
     a, b = read_scalars(straight / "tb"), read_scalars(interrupted / "tb")
     assert set(a) == set(b)
-    for tag in set(a) - {"charts/sps", "final/sps"}:  # wall-clock speeds differ
+    speeds = {"charts/sps", "final/sps", "charts/score_windows_per_second", "final/charts/score_windows_per_second"}
+    for tag in set(a) - speeds:  # wall-clock speeds differ
         assert a[tag] == b[tag], tag
     last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
     for name in ("encoder", "decoder", "optimizer"):
@@ -102,7 +103,8 @@ def test_linear_autoencoder_reaches_the_principal_component_optimum(tmp_path: Pa
     cfg = compose_config(overrides)
     summary = train(cfg, run_dir=tmp_path / "run")
     data = load_data(cfg.data)
-    train_windows, val_windows = data.train.reshape(len(data.train), -1), data.val.reshape(len(data.val), -1)
+    train_windows = data.train.values.reshape(len(data.train), -1)
+    val_windows = data.val.values.reshape(len(data.val), -1)
     mean = train_windows.mean(axis=0)
     _, _, components = np.linalg.svd(train_windows - mean, full_matrices=False)
     top = components[:3]  # [k, features]
@@ -152,16 +154,17 @@ def test_cli_dataset_run_stops_on_sigterm_resumes_and_is_scored_by_rl_eval(tmp_p
 
     evaluated = run_eval(str(run_dir), "device=cpu")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert "validation windows" in evaluated.stdout and "eval/loss" in evaluated.stdout
+    assert "225 val windows scored" in evaluated.stdout and "eval/loss" in evaluated.stdout
     scores_file = run_dir / "scores" / f"step_{stopped + 40:012d}_val.csv"
     with open(scores_file) as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 225 and rows[0]["window_start_row"] == "960"  # 240 validation rows, windows of 16
+    assert len(rows) == 225 and rows[0]["first_row"] == "960"  # 240 validation rows, windows of 16
+    assert rows[0]["last_row"] == "975" and rows[0]["file"] == str(series)
     assert np.isclose(np.mean([float(r["score"]) for r in rows]), record["summary"]["eval/loss"], rtol=1e-5)
 
     other = write_series(tmp_path / "other.npy", rows=300, seed=1)  # a new file, scored whole
     scored = run_eval(str(run_dir), "split=all", f"data.path={other}")
     assert scored.returncode == 0, scored.stderr
-    assert "285 windows of the whole series" in scored.stdout  # 300 rows, windows of 16
+    assert "285 all windows scored" in scored.stdout  # 300 rows, windows of 16
     with open(run_dir / "scores" / f"step_{stopped + 40:012d}_all.csv") as file:
-        assert [row["window_start_row"] for row in csv.DictReader(file)][:2] == ["0", "1"]
+        assert [row["first_row"] for row in csv.DictReader(file)][:2] == ["0", "1"]

@@ -13,13 +13,14 @@ AGENT_CLASSES = {
     "rainbow": "rl_runner.agents.rainbow:Rainbow",
     "drqn": "rl_runner.agents.drqn:DRQN",
     "autoencoder": "rl_runner.agents.autoencoder:WindowAutoencoder",
+    "anogan": "rl_runner.agents.anogan:AnoGAN",
 }
 
 # Agent config keys that declare or drive the run rather than configure the agent's constructor.
 RUNNER_OWNED_KEYS = {
     "common": {"name", "runner", "nets", "objective"},
     "off_policy": {"action_spaces", "updates_per_step"},  # learning_starts is read by both (warm-up, replay fill)
-    "dataset": {"batch_size"},  # the dataset loop draws the batches
+    "dataset": {"batch_size", "threshold_percentile"},  # the dataset loop draws the batches and sets the threshold
 }
 
 

@@ -73,10 +73,13 @@ class DatasetAgent(Agent, Protocol):
         """One optimiser step on a batch of training samples [B, *sample_shape] already on the device."""
         ...
 
-    def evaluate(self, samples: torch.Tensor) -> dict[str, float]:
-        """Metrics on held-out samples, keyed by TensorBoard tag (``eval/...``)."""
+    def evaluate(self, samples: torch.Tensor) -> dict[str, Any]:
+        """The agent's own measures on held-out normal samples, keyed by TensorBoard tag: numbers (``eval/...``)
+        or figures as [H, W, 3] uint8 arrays (``images/...``). Thresholds and detection metrics are the
+        dataset loop's (``runners/dataset.py``), the same for every detector."""
         ...
 
     def score(self, samples: torch.Tensor) -> torch.Tensor:
-        """One number per sample [N], higher = more anomalous (what ``rl-eval`` writes out)."""
+        """One number per sample [N], higher = more anomalous (what the threshold, the metrics and ``rl-eval``
+        use)."""
         ...

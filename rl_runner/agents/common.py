@@ -57,10 +57,16 @@ class PeriodicTargetSync:
 
 
 def make_adam(
-    params: Iterable[nn.Parameter], lr: float, device: torch.device, weight_decay: float = 0.0, eps: float = 1e-8
+    params: Iterable[nn.Parameter],
+    lr: float,
+    device: torch.device,
+    weight_decay: float = 0.0,
+    eps: float = 1e-8,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Adam:
     # the fused kernel updates all parameters in one call instead of a dozen small ops per tensor
-    return torch.optim.Adam(params, lr=lr, eps=eps, weight_decay=weight_decay, fused=device.type in ("cpu", "cuda"))
+    fused = device.type in ("cpu", "cuda")
+    return torch.optim.Adam(params, lr=lr, eps=eps, betas=betas, weight_decay=weight_decay, fused=fused)
 
 
 def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor) -> None:

@@ -16,6 +16,7 @@ from rl_runner.config.schemas import (
     Activation,
     Direction,
     ExplorationNoise,
+    GANLoss,
     Init,
     LRSchedule,
     MatmulPrecision,
@@ -24,6 +25,7 @@ from rl_runner.config.schemas import (
     Norm,
     RecurrentCell,
     Scaling,
+    Scoring,
     SequenceReplay,
 )
 
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigError",
     "Direction",
     "ExplorationNoise",
+    "GANLoss",
     "Init",
     "LRSchedule",
     "MLPConfig",
@@ -42,6 +45,7 @@ __all__ = [
     "Norm",
     "RecurrentCell",
     "Scaling",
+    "Scoring",
     "SequenceReplay",
     "check_compatibility",
     "check_config",

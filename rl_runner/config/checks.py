@@ -61,6 +61,8 @@ def check_values(cfg: DictConfig) -> None:
     schema = OmegaConf.get_type(cfg.agent)
     if hasattr(schema, "problems"):  # relations between fields, e.g. agent.v_min < agent.v_max
         problems += schema.problems(cfg.agent)
+    if hasattr(schema, "run_problems"):  # relations with the run's keys, e.g. anogan's total_steps
+        problems += schema.run_problems(cfg)
     if problems:
         raise ConfigError("; ".join(problems))
 

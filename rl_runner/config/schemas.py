@@ -121,6 +121,16 @@ class Scaling(Enum):
     standard = "standard"  # zero mean, unit variance per channel, fitted on the training split only
 
 
+class GANLoss(Enum):
+    standard = "standard"  # the non-saturating cross-entropy GAN (DCGAN)
+    wgan_gp = "wgan_gp"  # Wasserstein critic with a gradient penalty
+
+
+class Scoring(Enum):
+    latent_search = "latent_search"  # AnoGAN: optimise z for each window
+    encoder = "encoder"  # f-AnoGAN: z from a trained encoder, one forward pass
+
+
 # ------------------------------------------------------------------------------------------- net
 @dataclass
 class MLPConfig:
@@ -130,6 +140,13 @@ class MLPConfig:
     norm: Norm = MISSING
     init: Init = MISSING
     activation: Activation = MISSING
+
+
+@dataclass
+class Conv1DConfig:
+    name: str = MISSING
+    width: int = positive()  # channels of the first layer; they double with each further layer
+    depth: int = positive()  # stride-2 layers
 
 
 @dataclass
@@ -243,6 +260,8 @@ class DRQNConfig(OffPolicyAgentConfig):
 @dataclass
 class DatasetAgentConfig(AgentConfig):
     batch_size: int = positive()  # windows per optimiser step; the dataset loop draws the batches
+    # the anomaly threshold: this percentile of the scores of normal validation windows (no test label is read)
+    threshold_percentile: float = within(0.0, 100.0, low_open=True)
 
 
 @dataclass
@@ -251,6 +270,47 @@ class AutoencoderConfig(DatasetAgentConfig):
     lr_schedule: LRSchedule = MISSING
     weight_decay: float = at_least(0.0)
     bottleneck: int = positive()
+
+
+@dataclass
+class AnoGANConfig(DatasetAgentConfig):
+    lr: float = positive()  # Adam, generator, discriminator and encoder
+    adam_betas: List[float] = MISSING  # [beta1, beta2]; DCGAN's [0.5, 0.999]
+    latent_dim: int = positive()
+    loss: GANLoss = MISSING
+    label_smoothing: float = within(0.0, 0.5, high_open=True)  # standard loss: real labels are 1 - this
+    spectral_norm: bool = MISSING  # on the discriminator's layers
+    gradient_penalty: float = at_least(0.0)  # wgan_gp: weight of the penalty
+    generator_every: int = positive()  # discriminator updates per generator update
+    gan_steps: int = positive()  # optimiser steps of the generator/discriminator phase
+    encoder_steps: int = at_least(0)  # then optimiser steps of the encoder (f-AnoGAN izi_f); 0: no encoder
+    encoder_feature_weight: float = at_least(0.0)  # izi_f: kappa, weight of the discriminator-feature residual
+    scoring: Scoring = MISSING
+    feature_weight: float = within(0.0, 1.0)  # lambda: score = (1 - lambda) residual + lambda feature residual
+    search_steps: int = positive()  # latent search: Adam steps on z per window (Gamma)
+    search_lr: float = positive()
+    search_starts: int = positive()  # random z tried per window; the search starts from the best one
+    score_batch: int = positive()  # windows scored at once
+
+    @staticmethod
+    def problems(node: Any) -> list[str]:
+        problems = []
+        betas = list(node.adam_betas)
+        if len(betas) != 2 or not all(0 <= beta < 1 for beta in betas):
+            problems.append(f"agent.adam_betas={betas} must be two numbers in [0, 1)")
+        if node.scoring == Scoring.encoder and node.encoder_steps == 0:
+            problems.append("agent.scoring=encoder needs an encoder: set agent.encoder_steps above 0")
+        return problems
+
+    @staticmethod
+    def run_problems(cfg: Any) -> list[str]:
+        steps = cfg.agent.gan_steps + cfg.agent.encoder_steps
+        if cfg.total_steps != steps:
+            return [
+                f"total_steps={cfg.total_steps}: an anogan run is agent.gan_steps + agent.encoder_steps = {steps} "
+                "steps; set those instead"
+            ]
+        return []
 
 
 # ------------------------------------------------------------------------------------------- env and data
@@ -271,14 +331,43 @@ class DataConfig:
 
 
 @dataclass
-class ArrayDataConfig(DataConfig):
-    """A numeric series from a .npy or .csv file, cut into sliding windows."""
+class FaultsConfig(DataConfig):
+    faults: Dict[str, Dict[str, Any]] = MISSING  # fault kind -> its sizes (rl_runner/data/faults.py)
+
+
+@dataclass
+class ArrayDataConfig(FaultsConfig):
+    """A numeric series from a .npy or .csv file (or a folder of them), cut into sliding windows."""
 
     path: str = MISSING
-    columns: List[str] = MISSING  # CSV columns to use; empty = every numeric column
+    columns: List[str] = MISSING  # CSV columns to use; empty = every numeric column but the label and dropped ones
+    label_column: Optional[str] = MISSING  # 0/1 per row (1 = anomalous); never a feature
+    drop_columns: List[str] = MISSING  # numeric columns that are not features (e.g. SKAB's changepoint)
     window: int = positive()  # rows per window
     stride: int = positive()  # rows between window starts
-    val_fraction: float = within(0.0, 1.0, low_open=True, high_open=True)  # the series' last part, kept out of training
+    train_rows: Optional[int] = optional_at_least(1)  # each file's first rows train and validate; the rest test
+    val_fraction: float = within(0.0, 1.0, low_open=True, high_open=True)  # of those rows: the last part validates
+    scaling: Scaling = MISSING
+    val_faults: bool = MISSING  # add a faulty copy (label 1) of each normal validation window
+    fault_seed: int = at_least(0)
+
+
+@dataclass
+class WaveformDataConfig(FaultsConfig):
+    """A synthetic rotating machine's vibration (rl_runner/data/waveform.py)."""
+
+    seed: int = at_least(0)  # the data's own seed, apart from the run's
+    channels: int = positive()
+    window: int = positive()  # samples per window
+    period: float = positive()  # samples per shaft revolution
+    harmonics: List[float] = MISSING  # amplitude of each harmonic of the rotation frequency
+    noise: float = at_least(0.0)  # standard deviation of white noise
+    speed_jitter: float = within(0.0, 1.0, high_open=True)  # normal speed variation between windows, +-
+    amplitude_jitter: float = within(0.0, 1.0, high_open=True)
+    train_windows: int = positive()  # normal
+    val_windows: int = positive()
+    test_windows: int = positive()
+    anomaly_fraction: float = within(0.0, 1.0, high_open=True)  # of the validation and test windows
     scaling: Scaling = MISSING
 
 
@@ -332,10 +421,16 @@ def run_name(*, _root_: Any) -> str:
 
 
 SCHEMAS: dict[str, dict[str, type]] = {
-    "agent": {"ddpg": DDPGConfig, "rainbow": RainbowConfig, "drqn": DRQNConfig, "autoencoder": AutoencoderConfig},
+    "agent": {
+        "ddpg": DDPGConfig,
+        "rainbow": RainbowConfig,
+        "drqn": DRQNConfig,
+        "autoencoder": AutoencoderConfig,
+        "anogan": AnoGANConfig,
+    },
     "env": {"env": EnvConfig},
-    "data": {"array": ArrayDataConfig},
-    "net": {"mlp": MLPConfig},
+    "data": {"array": ArrayDataConfig, "waveform": WaveformDataConfig},
+    "net": {"mlp": MLPConfig, "conv1d": Conv1DConfig},
 }
 
 
@@ -348,6 +443,8 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("sum"):  # total_steps of a run made of phases (conf/agent/anogan.yaml)
+        OmegaConf.register_new_resolver("sum", lambda *values: sum(values))
 
 
 register_configs()

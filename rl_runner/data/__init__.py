@@ -2,12 +2,17 @@
 
 A loader is ``load(data_cfg, scaler_state=None, whole_series=False) -> WindowData``. Scaling is fitted on the
 training split only; ``rl-eval`` passes the scaler a run was trained with, so new data is scaled the same way,
-and ``whole_series=True`` makes ``val`` hold the windows of the whole series (``rl-eval split=all``).
+and ``whole_series=True`` makes ``test`` hold every window of the data (nothing to train on).
+
+Splits: ``train`` holds normal windows only (what a detector learns from); ``val`` holds held-out windows for
+the threshold and the run's objective (normal ones, plus labelled faulty ones where the source has them);
+``test`` holds the windows the detection metrics are reported on. A window's label is the label of its last
+row, and so is its score: a detector that flags a window flags the moment its last row was recorded.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from omegaconf import DictConfig
@@ -16,6 +21,7 @@ from rl_runner.registry import resolve_entry
 
 SOURCES = {
     "array": "rl_runner.data.array:load_array_windows",
+    "waveform": "rl_runner.data.waveform:load_waveform_windows",
 }
 
 
@@ -48,16 +54,48 @@ class Scaler:
 
 
 @dataclass
+class Windows:
+    """Windows of one split and where they come from."""
+
+    values: np.ndarray  # [N, window, channels] float32, scaled with the training split's statistics
+    last_rows: np.ndarray  # [N] the row (of its file) each window ends on
+    labels: np.ndarray | None = None  # [N] 0 normal / 1 anomalous (the last row's label); None: unlabelled
+    files: np.ndarray | None = None  # [N] index into WindowData.files; None: all from the first file
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def file_index(self) -> np.ndarray:
+        return np.zeros(len(self), dtype=np.int64) if self.files is None else self.files
+
+    def select(self, keep: np.ndarray) -> "Windows":
+        pick = lambda array: None if array is None else array[keep]  # noqa: E731
+        return Windows(self.values[keep], self.last_rows[keep], pick(self.labels), pick(self.files))
+
+    @staticmethod
+    def concatenate(parts: list["Windows"]) -> "Windows":
+        labelled = all(part.labels is not None for part in parts)
+        return Windows(
+            values=np.concatenate([part.values for part in parts]),
+            last_rows=np.concatenate([part.last_rows for part in parts]),
+            labels=np.concatenate([part.labels for part in parts]) if labelled else None,
+            files=np.concatenate([part.file_index + 0 for part in parts]),
+        )
+
+
+@dataclass
 class WindowData:
-    train: np.ndarray  # [N, window, channels] float32, scaled
-    val: np.ndarray  # [M, window, channels] float32, scaled with the training split's statistics
-    val_starts: np.ndarray  # [M] the row of the whole series where each validation window starts
+    train: Windows  # normal windows only
+    val: Windows  # held out from training: the threshold and the objective
     channels: list[str]
     scaler: Scaler
+    test: Windows | None = None  # the windows detection metrics are reported on; None: no test part
+    files: list[str] = field(default_factory=list)  # the source of each file index ("synthetic" for waveform)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.shape[1:])
+        return tuple(self.val.values.shape[1:])
 
 
 def load_data(data_cfg: DictConfig, scaler_state: dict | None = None, whole_series: bool = False) -> WindowData:

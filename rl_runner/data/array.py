@@ -1,34 +1,44 @@
-"""A numeric series from a ``.npy`` or ``.csv`` file, split in time and cut into sliding windows.
+"""A numeric series from a ``.npy`` or ``.csv`` file (or every such file under a folder), split in time and
+cut into sliding windows.
 
-The series' first ``1 - val_fraction`` of rows train, its last ``val_fraction`` evaluate; no window
-crosses the boundary, so nothing of the validation part leaks into training (a random split of
-overlapping windows would). Scaling is fitted on the training rows only. Every problem with the file is
-a ``ValueError`` of one line that names the file.
+Each file's rows split in time: the first ``data.train_rows`` rows (all of them when null) are the reference
+part, whose first ``1 - val_fraction`` train and whose last ``val_fraction`` validate; the rows after it are the
+test part. No training or validation window crosses a boundary, so nothing held out leaks into training (a
+random split of overlapping windows would). Scaling is fitted on the training rows only. With
+``data.label_column`` (0/1 per row, never a feature), training keeps only windows without an anomalous row and
+every other window is labelled by its last row. Every problem with a file is a ``ValueError`` of one line that
+names the file.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
 
 from rl_runner.config import Scaling
-from rl_runner.data import Scaler, WindowData
+from rl_runner.data import Scaler, WindowData, Windows
+from rl_runner.data.faults import check_faults, inject_faults
 
 DELIMITERS = ",;\t"
 
 
-def read_series(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
-    """[rows, channels] float64, all finite, and the channel names."""
+def read_series(
+    path: Path, columns: list[str], dropped: list[str] = (), label_column: str | None = None
+) -> tuple[np.ndarray, list[str], np.ndarray | None]:
+    """[rows, channels] float64, all finite, the channel names, and the [rows] 0/1 labels of ``label_column``.
+    Without ``columns``, every numeric column except ``dropped`` (which names the label column too) is a
+    channel."""
     if not path.is_file():
         raise ValueError(f"data.path={path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        if columns:
-            raise ValueError(f"data.path={path}: data.columns selects CSV columns; a .npy file has none")
+        if columns or label_column:
+            raise ValueError(f"data.path={path}: data.columns and data.label_column name CSV columns; a .npy has none")
         try:
             series = np.load(path, allow_pickle=False)
         except Exception as error:  # np.load raises ValueError, OSError, EOFError or a tokenizer error
@@ -44,13 +54,15 @@ def read_series(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
             )
         series, channels = series.astype(np.float64), [f"channel_{i}" for i in range(series.shape[1])]
         _check_finite(path, series, channels, "row", np.arange(len(series)))
-        return series, channels
+        return series, channels, None
     if suffix in (".csv", ".txt"):
-        return _read_csv(path, columns)
+        return _read_csv(path, columns, list(dropped), label_column)
     raise ValueError(f"data.path={path}: unknown file type {path.suffix!r} (use .npy or .csv)")
 
 
-def _read_csv(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
+def _read_csv(
+    path: Path, columns: list[str], dropped: list[str], label_column: str | None
+) -> tuple[np.ndarray, list[str], np.ndarray | None]:
     text = path.read_text(encoding="utf-8-sig", errors="replace")  # -sig: a spreadsheet's byte-order mark
     numbered = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     if len(numbered) < 2:
@@ -70,15 +82,15 @@ def _read_csv(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
     # a column whose first value is a number is a data column (a datetime or label text column is not); a
     # later value that is not a number is then an error, never a reason to drop the whole column silently
     numeric = {name: i for i, name in enumerate(header) if _is_numeric([body[0][i]])}
+    unknown = [c for c in [*columns, *([label_column] if label_column else [])] if c not in header]
+    if unknown:
+        raise ValueError(f"data.path={path}: no column {', '.join(unknown)}; it has {', '.join(header)}")
     if columns:
-        unknown = [c for c in columns if c not in header]
-        if unknown:
-            raise ValueError(f"data.path={path}: no column {', '.join(unknown)}; it has {', '.join(header)}")
         chosen = list(columns)
     else:
-        chosen = list(numeric)
+        chosen = [name for name in numeric if name not in dropped]
         if not chosen:
-            raise ValueError(f"data.path={path}: no numeric column")
+            raise ValueError(f"data.path={path}: no numeric column" + (" besides the label" if dropped else ""))
     for name in chosen:
         index = header.index(name)
         bad = next((i for i, row in enumerate(body) if not _is_numeric([row[index]])), None)
@@ -90,7 +102,29 @@ def _read_csv(path: Path, columns: list[str]) -> tuple[np.ndarray, list[str]]:
     numeric = {name: header.index(name) for name in chosen}
     series = np.array([[float(row[numeric[name]]) for name in chosen] for row in body], dtype=np.float64)
     _check_finite(path, series, chosen, "line", line_numbers)
-    return series, chosen
+    labels = (
+        None
+        if not label_column
+        else _read_labels(path, [row[header.index(label_column)] for row in body], label_column, line_numbers)
+    )
+    return series, chosen, labels
+
+
+def _read_labels(path: Path, values: list[str], column: str, line_numbers: np.ndarray) -> np.ndarray:
+    """0/1 labels (``1``, ``1.0``, ``0`` ...); anything else is an error naming the line."""
+    labels = np.zeros(len(values), dtype=np.int64)
+    for i, value in enumerate(values):
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if number not in (0.0, 1.0):
+            raise ValueError(
+                f"data.path={path}: label column {column} has {value.strip()!r} on line {line_numbers[i]} "
+                f"(labels must be 0 or 1)"
+            )
+        labels[i] = int(number)
+    return labels
 
 
 def _check_finite(path: Path, series: np.ndarray, channels: list[str], unit: str, numbers: np.ndarray) -> None:
@@ -115,41 +149,140 @@ def _is_numeric(values: list[str]) -> bool:
 def windows(rows: np.ndarray, window: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """[N, window, channels] windows of consecutive rows every ``stride`` rows, and their start rows."""
     starts = np.arange(0, len(rows) - window + 1, stride)
+    if len(starts) == 0:  # an empty part (rl-eval split=all trains on nothing)
+        return np.zeros((0, window, rows.shape[1]), dtype=rows.dtype), starts
     view = np.lib.stride_tricks.sliding_window_view(rows, window, axis=0)  # [rows - window + 1, C, window]
     return np.ascontiguousarray(view[starts].transpose(0, 2, 1)), starts
+
+
+@dataclass
+class Recording:
+    """One file: its rows split in time into a training part, a validation part and a test part."""
+
+    path: Path
+    series: np.ndarray  # [rows, channels] float64
+    labels: np.ndarray | None  # [rows] 0/1 from data.label_column
+    train_end: int  # rows [0, train_end) train
+    val_end: int  # rows [train_end, val_end) validate; rows [val_end, end) test (none without data.train_rows)
 
 
 def load_array_windows(
     data_cfg: DictConfig, scaler_state: dict | None = None, whole_series: bool = False
 ) -> WindowData:
+    """The windows of one file, or of every .csv/.npy file under a folder (each split the same way; one scaler
+    fitted on all their training rows). See ``conf/data/array.yaml`` for the split."""
     path = Path(str(data_cfg.path)).expanduser()
-    series, channels = read_series(path, list(data_cfg.columns))
-    window, stride = int(data_cfg.window), int(data_cfg.stride)
-    scaler = Scaler(series.shape[1])
+    files = _data_files(path)
+    recordings, channels = [], None
+    for file in files:
+        recording, names = _read_recording(file, data_cfg, whole_series)
+        if channels is not None and names != channels:
+            raise ValueError(f"data.path={file}: columns {names} differ from {channels} of {files[0]}")
+        recordings.append(recording)
+        channels = names
+    scaler = Scaler(len(channels))
     if scaler_state is not None:
         try:
             scaler.load_state_dict(scaler_state)
         except ValueError as error:
             raise ValueError(f"data.path={path}: {error}") from error
-    if whole_series:  # scoring a whole file with a trained model's scaler: no split, nothing to train on
-        _check_length(path, "series", len(series), window, data_cfg)
-        every, starts = windows(scaler.transform(series), window, stride)
-        empty = np.empty((0, *every.shape[1:]), dtype=np.float32)
-        return WindowData(train=empty, val=every, val_starts=starts, channels=channels, scaler=scaler)
-    split = len(series) - max(1, math.floor(len(series) * float(data_cfg.val_fraction)))
-    train_rows, val_rows = series[:split], series[split:]
-    _check_length(path, "training part", len(train_rows), window, data_cfg)
-    _check_length(path, "validation part", len(val_rows), window, data_cfg)
-    if scaler_state is None and data_cfg.scaling is Scaling.standard:
-        scaler.fit_standard(train_rows)
-    train, _ = windows(scaler.transform(train_rows), window, stride)
-    val, val_starts = windows(scaler.transform(val_rows), window, stride)
-    return WindowData(train=train, val=val, val_starts=val_starts + split, channels=channels, scaler=scaler)
+    elif data_cfg.scaling is Scaling.standard and not whole_series:
+        scaler.fit_standard(np.concatenate([r.series[: r.train_end] for r in recordings]))
+    window, stride = int(data_cfg.window), int(data_cfg.stride)
+    splits: dict[str, list[Windows]] = {"train": [], "val": [], "test": []}
+    for index, recording in enumerate(recordings):
+        scaled = scaler.transform(recording.series)
+        for name, part in _cut(recording, scaled, window, stride).items():
+            if part is not None:
+                part.files = np.full(len(part), index, dtype=np.int64)
+                splits[name].append(part)
+    train = Windows.concatenate(splits["train"])
+    if not whole_series and len(train) == 0:
+        raise ValueError(
+            f"data.path={path}: no normal data to train on (every training window holds a row labelled anomalous "
+            f"in {data_cfg.label_column})"
+        )
+    val = _with_val_faults(Windows.concatenate(splits["val"]), data_cfg)
+    test = Windows.concatenate(splits["test"]) if splits["test"] else None
+    return WindowData(train, val, channels, scaler, test=test, files=[str(file) for file in files])
+
+
+def _data_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in (".csv", ".npy"))
+        if not files:
+            raise ValueError(f"data.path={path}: a folder with no .csv or .npy file")
+        return files
+    return [path]
+
+
+def _read_recording(path: Path, data_cfg: DictConfig, whole_series: bool) -> tuple[Recording, list[str]]:
+    label_column = data_cfg.label_column
+    dropped = [str(name) for name in data_cfg.drop_columns] + ([str(label_column)] if label_column else [])
+    columns = [str(name) for name in data_cfg.columns]
+    overlap = [name for name in columns if name in dropped]
+    if overlap:
+        raise ValueError(f"data.columns: {overlap[0]} is also a label or dropped column")
+    series, channels, labels = read_series(path, columns, dropped, label_column)
+    window, rows = int(data_cfg.window), len(series)
+    if whole_series:  # scoring a whole file with a trained model's scaler: every window is a test window
+        _check_length(path, "series", rows, window, data_cfg)
+        return Recording(path, series, labels, 0, 0), channels
+    train_rows = data_cfg.train_rows
+    if train_rows is not None and train_rows >= rows:
+        raise ValueError(f"data.path={path}: data.train_rows={train_rows} leaves no test rows of its {rows}")
+    reference = rows if train_rows is None else int(train_rows)
+    train_end = reference - max(1, math.floor(reference * float(data_cfg.val_fraction)))
+    _check_length(path, "training part", train_end, window, data_cfg)
+    _check_length(path, "validation part", reference - train_end, window, data_cfg)
+    return Recording(path, series, labels, train_end, reference), channels
+
+
+def _cut(recording: Recording, scaled: np.ndarray, window: int, stride: int) -> dict[str, Windows | None]:
+    """Training and validation windows lie inside their parts, their starts ``stride`` apart from the part's
+    first row (no window crosses into another part); test windows end in the test part, the first on its first
+    row, and may start before it, so every test row gets a score. Training keeps only windows without an
+    anomalous row; the others keep their last row's label."""
+    labels = recording.labels
+    first_test_start = max(recording.val_end - window + 1, 0)
+    parts = {  # name: (first row, end row) of the rows the part's windows are cut from
+        "train": (0, recording.train_end),
+        "val": (recording.train_end, recording.val_end),
+        "test": (first_test_start, len(recording.series)) if recording.val_end < len(recording.series) else None,
+    }
+    cut: dict[str, Windows | None] = {}
+    for name, rows in parts.items():
+        if rows is None:  # no data.train_rows: no test part
+            cut[name] = None
+            continue
+        values, starts = windows(scaled[rows[0] : rows[1]], window, stride)
+        starts = starts + rows[0]
+        ends = starts + window - 1
+        keep = np.ones(len(starts), dtype=bool)
+        if name == "train" and labels is not None:  # normal data only: no anomalous row anywhere in the window
+            anomalous_rows = np.concatenate([[0], np.cumsum(labels)])
+            keep = anomalous_rows[ends + 1] - anomalous_rows[starts] == 0
+        window_labels = None if labels is None else labels[ends[keep]]
+        cut[name] = Windows(values[keep], ends[keep], window_labels)
+    return cut
+
+
+def _with_val_faults(val: Windows, data_cfg: DictConfig) -> Windows:
+    """``data.val_faults``: add a faulty copy of each validation window (label 1), so validation has both
+    classes even when the file labels nothing there: the run's objective, never computed on test labels."""
+    if not data_cfg.val_faults or len(val) == 0:
+        return val
+    check_faults(data_cfg.faults, "data.faults")
+    labels = np.zeros(len(val), dtype=np.int64) if val.labels is None else val.labels
+    normal = val.select(labels == 0)
+    faulty, _ = inject_faults(normal.values, np.random.default_rng(int(data_cfg.fault_seed)), data_cfg.faults)
+    copies = Windows(faulty, normal.last_rows, np.ones(len(normal), dtype=np.int64), normal.files)
+    return Windows.concatenate([Windows(val.values, val.last_rows, labels, val.files), copies])
 
 
 def _check_length(path: Path, part: str, rows: int, window: int, data_cfg: DictConfig) -> None:
     if rows < window:
         raise ValueError(
             f"data.path={path}: the {part} has {rows} rows, fewer than data.window={window} "
-            f"(data.val_fraction={data_cfg.val_fraction})"
+            f"(data.train_rows={data_cfg.train_rows}, data.val_fraction={data_cfg.val_fraction})"
         )

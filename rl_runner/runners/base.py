@@ -18,8 +18,9 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
+import numpy as np
 import torch
 from omegaconf import DictConfig
 
@@ -67,8 +68,9 @@ class Loop(Protocol):
         """One step of work: move ``clock.step`` on and add each update's metrics to ``metrics``."""
         ...
 
-    def evaluate(self) -> dict[str, float]:
-        """Evaluation metrics keyed by TensorBoard tag (``eval/...``); empty when evaluation is switched off."""
+    def evaluate(self) -> dict[str, Any]:
+        """Evaluation metrics keyed by TensorBoard tag (``eval/...``): numbers, and figures as [H, W, 3] uint8
+        arrays (``images/...``); empty when evaluation is switched off."""
         ...
 
     def state_dict(self) -> dict: ...
@@ -266,9 +268,12 @@ class RunSkeleton:
 
     def _evaluate(self, logger: RunLogger) -> None:
         result = self.loop.evaluate()
-        if result:
-            logger.scalars(result, self.clock.step)
-            self.counters.last_eval = {**result, "step": self.clock.step}
+        images = {tag: value for tag, value in result.items() if isinstance(value, np.ndarray)}
+        scalars = {tag: float(value) for tag, value in result.items() if tag not in images}
+        logger.images(images, self.clock.step)
+        if scalars:
+            logger.scalars(scalars, self.clock.step)
+            self.counters.last_eval = {**scalars, "step": self.clock.step}
 
     def _summary(self, checkpoint: Path, interrupted_by: int | None) -> dict:
         counters = self.counters

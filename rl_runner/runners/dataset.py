@@ -1,28 +1,37 @@
-"""The epoch loop for agents that learn from a data set instead of an env (the autoencoder; AnoGAN next).
+"""The epoch loop for agents that learn from a data set instead of an env (the autoencoder, AnoGAN).
 
 One step is one optimiser step on a batch of training windows; epochs visit the windows in a fresh
 seeded order each time (full batches only, so BatchNorm never sees a batch of one; a set smaller than a
-batch is one batch). Evaluation scores the validation split. Checkpoints, resume, signals, the NaN stop and
-the summary come from the shared skeleton in ``runners/base.py``.
+batch is one batch). Evaluation scores the validation windows (the threshold is a percentile of the normal
+ones' scores; with labelled faulty ones, ``eval/val_roc_auc`` is the objective a sweeper may use) and the
+test windows (the detection metrics, per-file ROC-AUC, figures), and writes ``results.json``. Checkpoints,
+resume, signals, the NaN stop and the summary come from the shared skeleton in ``runners/base.py``.
 """
 
 from __future__ import annotations
 
 import csv
+import logging
+import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from rl_runner import detection
 from rl_runner.agents import build_agent
 from rl_runner.agents.base import DatasetAgent
 from rl_runner.checkpoint import Stateful, load_finite_into, load_progress
 from rl_runner.clock import Clock
-from rl_runner.data import WindowData, load_data
+from rl_runner.data import WindowData, Windows, load_data
 from rl_runner.logging import MetricAccumulator, RunLogger
 from rl_runner.runners.base import RunContext, RunSkeleton
+from rl_runner.runners.record import write_json
+
+RESULTS_NAME = "results.json"
+log = logging.getLogger(__name__)
 
 
 def make_agent(cfg: DictConfig, data: WindowData, device: torch.device, clock: Clock) -> DatasetAgent:
@@ -33,18 +42,20 @@ def run(cfg: DictConfig, context: RunContext) -> dict:
     data = load_data(cfg.data)
     clock = Clock(horizon=int(cfg.total_steps))
     agent = make_agent(cfg, data, context.device, clock)
-    skeleton = RunSkeleton(cfg, context, agent, EpochLoop(cfg, agent, data, clock), clock)
+    loop = EpochLoop(cfg, agent, data, clock, context.run_dir)
+    skeleton = RunSkeleton(cfg, context, agent, loop, clock)
     skeleton.start()
     return skeleton.run()
 
 
 class EpochLoop:
-    def __init__(self, cfg: DictConfig, agent: DatasetAgent, data: WindowData, clock: Clock) -> None:
+    def __init__(self, cfg: DictConfig, agent: DatasetAgent, data: WindowData, clock: Clock, run_dir: Path) -> None:
         self.agent = agent
         self.data = data
         self.clock = clock
-        self.train = torch.as_tensor(data.train, device=agent.device)
-        self.val = torch.as_tensor(data.val, device=agent.device)
+        self.run_dir = run_dir
+        self.percentile = float(cfg.agent.threshold_percentile)
+        self.train = torch.as_tensor(data.train.values, device=agent.device)
         self.batch_size = min(int(cfg.agent.batch_size), len(self.train))
         self.batches_per_epoch = len(self.train) // self.batch_size
         self.seed = int(cfg.seed)
@@ -53,6 +64,8 @@ class EpochLoop:
         self.batch_in_epoch = 0
         self.epoch_rng_state: torch.Tensor | None = None  # the generator before this epoch's order was drawn
         self.order: torch.Tensor | None = None
+        self.threshold: float | None = None  # from the last evaluation; rl-eval flags new data with it
+        self.scoring = scoring_name(cfg)  # what the threshold was computed with
 
     # ---------------------------------------------------------------- state
     def begin(self, saved: dict | None) -> None:
@@ -60,6 +73,7 @@ class EpochLoop:
         if saved is None:
             return
         self.epoch, self.batch_in_epoch = saved["epoch"], saved["batch_in_epoch"]
+        self.threshold = saved.get("threshold")
         if saved["epoch_rng_state"] is not None:  # draw the interrupted epoch's order again
             self._new_order(saved["epoch_rng_state"])
 
@@ -74,6 +88,8 @@ class EpochLoop:
             "batch_in_epoch": self.batch_in_epoch,
             "epoch_rng_state": self.epoch_rng_state,
             "scaler": self.data.scaler.state_dict(),  # rl-eval scales new data as this run's training data
+            "threshold": self.threshold,
+            "threshold_scoring": self.scoring,
         }
 
     def optional_groups(self) -> Mapping[str, Stateful]:
@@ -92,12 +108,17 @@ class EpochLoop:
         self.clock.step += 1
 
     # ---------------------------------------------------------------- evaluation and reports
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self) -> dict[str, Any]:
         self.agent.train_mode(False)
         try:
-            return self.agent.evaluate(self.val)
+            report = DetectionReport.measure(self.agent, self.data, self.percentile)
         finally:
             self.agent.train_mode(True)
+        self.threshold = report.threshold
+        if report.threshold is None and len(self.data.val):
+            log.warning("no normal validation window: no threshold, so nothing is flagged and no F1 is reported")
+        write_json(self.run_dir / RESULTS_NAME, {"step": self.clock.step, **report.results(self.data)})
+        return report.logged()
 
     def summary(self) -> dict:
         return {"epochs": self.epoch}
@@ -106,36 +127,212 @@ class EpochLoop:
         return {"epoch": self.epoch}
 
 
+class DetectionReport:
+    """What an evaluation measured: the agent's own metrics on normal validation windows, the threshold from
+    their scores, and the detection metrics on labelled validation and test windows."""
+
+    def __init__(self) -> None:
+        self.agent_metrics: dict[str, Any] = {}
+        self.threshold: float | None = None  # None: no normal validation window to choose it from
+        self.percentile = float("nan")
+        self.splits: dict[str, Windows | None] = {}
+        self.scores: dict[str, np.ndarray] = {}  # split -> [N] scores
+        self.seconds: dict[str, float] = {}
+
+    @staticmethod
+    def measure(agent: DatasetAgent, data: WindowData, percentile: float) -> "DetectionReport":
+        """Scores the validation and test windows; the threshold is the ``percentile`` of the normal validation
+        windows' scores."""
+        report = DetectionReport()
+        report.percentile = percentile
+        report.splits = {"val": data.val, "test": data.test}
+        for name, windows in report.splits.items():
+            if windows is not None and len(windows):
+                report.scores[name], report.seconds[name] = score_windows(agent, windows)
+        normal_val = data.val.select(normal_mask(data.val))
+        if len(normal_val):
+            report.agent_metrics = agent.evaluate(torch.as_tensor(normal_val.values, device=agent.device))
+            report.threshold = detection.threshold_at(report.scores["val"][normal_mask(data.val)], percentile)
+        return report
+
+    def split_metrics(self, name: str) -> dict[str, float]:
+        windows = self.splits[name]
+        if windows is None or name not in self.scores or not detection.both_classes(windows.labels):
+            return {}
+        metrics = detection.detection_metrics(windows.labels, self.scores[name], self.threshold)
+        per_file = detection.per_file_roc_auc(windows.labels, self.scores[name], windows.file_index)
+        if len(np.unique(windows.file_index)) > 1 and per_file:
+            metrics["roc_auc_file_mean"] = float(np.mean(list(per_file.values())))
+        return metrics
+
+    def logged(self) -> dict[str, Any]:
+        """TensorBoard tags: scalars (floats) and images (arrays)."""
+        values: dict[str, Any] = {**self.agent_metrics}
+        val = self.splits["val"]
+        if self.threshold is not None:
+            values["eval/threshold"] = self.threshold
+            values["eval/val_normal_score_mean"] = float(self.scores["val"][normal_mask(val)].mean())
+        if "val" in self.scores:
+            values["charts/score_windows_per_second"] = len(self.scores["val"]) / max(self.seconds["val"], 1e-9)
+        val_metrics = self.split_metrics("val")
+        if val_metrics:
+            values["eval/val_roc_auc"] = val_metrics["roc_auc"]
+            values["eval/val_pr_auc"] = val_metrics["pr_auc"]
+        for key, value in self.split_metrics("test").items():
+            values[f"eval/{key}"] = value
+        test = self.splits["test"]
+        if "test" in self.scores and detection.both_classes(test.labels):
+            scores, labels = self.scores["test"], test.labels
+            values["images/score_histogram"] = detection.score_histogram(
+                scores[labels == 0], scores[labels == 1], self.threshold
+            )
+            values["images/roc_curve"] = detection.roc_figure(labels, scores)
+        return values
+
+    def results(self, data: WindowData) -> dict[str, Any]:
+        """``results.json``: the threshold, what it was chosen from, and each split's metrics."""
+        content: dict[str, Any] = {
+            "threshold": {
+                "value": self.threshold,
+                "percentile": self.percentile,
+                "chosen_from": "scores of the normal validation windows (no test label is read)"
+                if self.threshold is not None
+                else "nothing: no normal validation window, so no window is flagged and no F1 is reported",
+            },
+            "agent": {k: v for k, v in self.agent_metrics.items() if isinstance(v, float)},
+        }
+        for name, windows in self.splits.items():
+            if name not in self.scores:
+                continue
+            entry: dict[str, Any] = {
+                "windows": len(windows),
+                "anomalous_windows": None if windows.labels is None else int(windows.labels.sum()),
+                "windows_per_second": len(windows) / max(self.seconds[name], 1e-9),
+            }
+            metrics = self.split_metrics(name)
+            if metrics:
+                entry.update({k: v for k, v in metrics.items() if not k.startswith("best_f1")})
+                entry["peeking_at_labels"] = {
+                    "best_f1": metrics["best_f1"],
+                    "best_f1_threshold": metrics["best_f1_threshold"],
+                    "note": "the best F1 over all thresholds, chosen with these labels: an upper bound, not a result",
+                }
+                per_file = detection.per_file_roc_auc(windows.labels, self.scores[name], windows.file_index)
+                if len(data.files) > 1:
+                    entry["roc_auc_per_file"] = {data.files[index]: value for index, value in per_file.items()}
+            content["validation" if name == "val" else "test"] = entry
+        return content
+
+
+def normal_mask(windows: Windows) -> np.ndarray:
+    return np.ones(len(windows), dtype=bool) if windows.labels is None else windows.labels == 0
+
+
+def score_windows(agent: DatasetAgent, windows: Windows) -> tuple[np.ndarray, float]:
+    """[N] scores (float64) and the seconds they took; a score that is not finite is an error."""
+    started = time.perf_counter()
+    scores = agent.score(torch.as_tensor(windows.values, device=agent.device)).detach().cpu().numpy()
+    seconds = time.perf_counter() - started
+    if not np.isfinite(scores).all():
+        raise ValueError(f"{int((~np.isfinite(scores)).sum())} of {len(scores)} window scores are not finite")
+    return scores.astype(np.float64), seconds
+
+
 # -------------------------------------------------------------------- rl-eval
-def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
-    """Scores windows of ``data.path`` (the run's file, or another given as ``data.path=``) with a checkpoint,
-    scaled as the run's training data: the validation part (``split=val``, the default) or every window of the
-    file (``split=all``). Writes them to ``<run>/scores/<checkpoint>_<split>.csv``."""
-    split = options.get("split", "val")
-    if split not in ("val", "all"):
-        raise ValueError(f"split={split!r}: must be val or all")
-    scaler_state = load_progress(checkpoint)["loop"]["scaler"]
-    data = load_data(cfg.data, scaler_state=scaler_state, whole_series=split == "all")
+SPLITS = ("val", "test", "all")
+
+
+def scoring_name(cfg: DictConfig) -> str | None:
+    """The agent's scoring method where it has a choice (AnoGAN), which a saved threshold belongs to."""
+    scoring = OmegaConf.select(cfg, "agent.scoring")
+    return None if scoring is None else str(getattr(scoring, "value", scoring))
+
+
+def load_trained(
+    cfg: DictConfig, checkpoint: Path, device: torch.device, whole_series: bool = False
+) -> tuple[DatasetAgent, WindowData, dict]:
+    """A checkpoint's agent (in evaluation mode), the data of ``cfg.data`` scaled as the run's training data,
+    and the loop state saved with it (scaler, threshold)."""
+    saved = load_progress(checkpoint)["loop"]
+    data = load_data(cfg.data, scaler_state=saved["scaler"], whole_series=whole_series)
     agent = make_agent(cfg, data, device, Clock.at_end(int(cfg.total_steps)))
     load_finite_into(checkpoint, agent.state_groups(), map_location=device)
     agent.train_mode(False)
-    samples = torch.as_tensor(data.val, device=device)
-    metrics = agent.evaluate(samples)
-    scores = agent.score(samples).cpu().numpy()
-    if not np.isfinite(scores).all():
-        raise ValueError(f"{checkpoint}: {int((~np.isfinite(scores)).sum())} window scores are not finite")
+    return agent, data, saved
+
+
+def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
+    """Scores windows of the run's data (or of ``data.path=<new file or folder>``) with a checkpoint, scaled as
+    the run's training data: ``split=test`` (the default when the data has a test part), ``val``, or ``all``
+    (every window of the file). Writes ``<run>/scores/<checkpoint>_<split>.csv`` (each window's file, first and
+    last row, score, flag at the run's threshold, and label when known) and reports the metrics when labels
+    are present. Scoring another way than the run did (``agent.scoring=...``) recomputes the threshold from the
+    normal validation windows of the data."""
+    agent, data, saved = load_trained(cfg, checkpoint, device, whole_series=options.get("split") == "all")
+    split = options.get("split") or ("test" if data.test is not None else "val")
+    if split not in SPLITS:
+        raise ValueError(f"split={split!r}: must be one of {', '.join(SPLITS)}")
+    if split == "test" and data.test is None:
+        raise ValueError("split=test: the data has no test part (set data.train_rows, or use split=val or all)")
+    windows = data.val if split == "val" else data.test
+    scores, seconds = score_windows(agent, windows)
+    lines = [f"{len(scores)} {split} windows scored in {seconds:.2f} s from {checkpoint}"]
+    normal = windows.select(normal_mask(windows))
+    own = agent.evaluate(torch.as_tensor(normal.values, device=device)) if len(normal) else {}
+    own = {name: float(value) for name, value in own.items() if not isinstance(value, np.ndarray)}
+    if own:
+        lines.append(", ".join(f"{name} {value:.6g}" for name, value in own.items()) + " (normal windows)")
+    threshold = saved.get("threshold")
+    if threshold is not None and saved.get("threshold_scoring") != scoring_name(cfg):
+        normal = data.val.select(normal_mask(data.val))
+        threshold = None
+        if len(normal):
+            percentile = float(cfg.agent.threshold_percentile)
+            threshold = detection.threshold_at(score_windows(agent, normal)[0], percentile)
+            lines.append(
+                f"threshold recomputed for agent.scoring={scoring_name(cfg)}: the {percentile:g}th percentile of "
+                f"{len(normal)} normal validation windows"
+            )
+    flags = None if threshold is None else scores > threshold
     path = checkpoint.parents[1] / "scores" / f"{checkpoint.name}_{split}.csv"
-    write_scores(path, data.val_starts, scores)
-    shown = ", ".join(f"{name} {value:.6g}" for name, value in metrics.items())
-    which = "validation windows" if split == "val" else "windows of the whole series"
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "windows": len(scores), **metrics, "scores": str(path)}
-    result["report"] = f"{len(scores)} {which} from {checkpoint}: {shown}\nscores written to {path}"
+    write_scores(path, data, windows, int(cfg.data.window), scores, flags)
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "windows": len(scores), "scores": str(path), **own}
+    if threshold is None:
+        lines.append("no threshold for these scores (saved before an evaluation, or no validation windows)")
+    elif detection.both_classes(windows.labels):
+        metrics = detection.detection_metrics(windows.labels, scores, threshold)
+        result.update(metrics, threshold=threshold)
+        lines.append(
+            f"threshold {threshold:.6g}: ROC-AUC {metrics['roc_auc']:.4f}, PR-AUC {metrics['pr_auc']:.4f}, "
+            f"precision {metrics['precision']:.4f}, recall {metrics['recall']:.4f}, F1 {metrics['f1']:.4f} "
+            f"(best F1 over thresholds, peeking at the labels: {metrics['best_f1']:.4f})"
+        )
+    else:
+        result["threshold"] = threshold
+        lines.append(f"threshold {threshold:.6g}: {int(flags.sum())} of {len(scores)} windows flagged")
+    lines.append(f"scores written to {path}")
+    result["report"] = "\n".join(lines)
     return result
 
 
-def write_scores(path: Path, starts: np.ndarray, scores: np.ndarray) -> None:
+def write_scores(
+    path: Path, data: WindowData, windows: Windows, window: int, scores: np.ndarray, flags: np.ndarray | None
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as file:
+    files = [data.files[index] if data.files else "" for index in windows.file_index]
+    columns = {
+        "file": files,
+        "first_row": (windows.last_rows - window + 1).tolist(),
+        "last_row": windows.last_rows.tolist(),
+        "score": scores.tolist(),
+    }
+    if flags is not None:
+        columns["flagged"] = flags.astype(int).tolist()
+    if windows.labels is not None:
+        columns["label"] = windows.labels.tolist()
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["window_start_row", "score"])
-        writer.writerows(zip(starts.tolist(), scores.tolist()))
+        writer.writerow(columns)
+        writer.writerows(zip(*columns.values()))
+    temporary.replace(path)

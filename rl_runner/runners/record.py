@@ -93,13 +93,7 @@ class RunRecord:
             return {}
 
     def _write(self) -> None:
-        temporary = self.path.with_name(f".{RECORD_NAME}.tmp")
-        try:
-            temporary.write_text(json.dumps(self.content, indent=2) + "\n")
-            os.replace(temporary, self.path)
-        except OSError as error:
-            temporary.unlink(missing_ok=True)
-            raise OSError(error.errno, f"cannot write run.json ({error.strerror})", str(self.path)) from error
+        write_json(self.path, self.content)
 
     def start(self, device: str) -> None:
         self.content.update(status="running", updated=_now(), device=device, provenance=provenance())
@@ -129,3 +123,14 @@ class RunRecord:
                 raise
             log.warning("%s: %s", write_error.filename, write_error.strerror)
         return value
+
+
+def write_json(path: Path, content: Any) -> None:
+    """``content`` as indented JSON, written to a temporary name and renamed: a reader never sees half a file."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(json.dumps(content, indent=2) + "\n")
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path.name} ({error.strerror})", str(path)) from error

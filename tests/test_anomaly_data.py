@@ -1,0 +1,605 @@
+"""Anomaly-detection data: label alignment, the time split, folders, faulty validation copies, fault injectors,
+the synthetic rotating machine, input errors and the detection metrics and figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+from omegaconf import DictConfig
+from sklearn.metrics import average_precision_score, f1_score, precision_score, recall_score, roc_auc_score
+
+from rl_runner.config import compose_config
+from rl_runner.data import WindowData, Windows, load_data
+from rl_runner.data.faults import FAULTS, amplitude, check_faults, drift, dropout, inject_faults, saturation, spike
+from rl_runner.detection import (
+    detection_metrics,
+    per_file_roc_auc,
+    roc_figure,
+    score_histogram,
+    threshold_at,
+    windows_figure,
+)
+
+WINDOW = 8
+ROWS = 120
+TRAIN_ROWS = 80
+TRAIN_END = 60  # TRAIN_ROWS - floor(TRAIN_ROWS * 0.25)
+ANOMALOUS_STRETCHES = [(20, 25), (65, 68), (95, 105)]  # [first, end) rows labelled 1: train, val and test parts
+LABELLED = [
+    "data.label_column=anomaly",
+    "data.drop_columns=[changepoint]",
+    f"data.train_rows={TRAIN_ROWS}",
+    "data.val_fraction=0.25",
+    f"data.window={WINDOW}",
+]
+SMALL_WAVEFORM = ["data.train_windows=64", "data.val_windows=32", "data.test_windows=32"]
+
+
+def array_config(path: Path, *overrides: str) -> DictConfig:
+    """The composed ``data=array`` group of an anogan run on ``path``, then the overrides."""
+    return compose_config(["agent=anogan", "data=array", f"data.path={path}", *overrides]).data
+
+
+def waveform_config(*overrides: str) -> DictConfig:
+    """The composed ``data=waveform`` group with small window counts, then the overrides."""
+    return compose_config(["agent=anogan", "data=waveform", *SMALL_WAVEFORM, *overrides]).data
+
+
+def labelled_series(rows: int = ROWS, offset: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """[rows, 2] features whose channel a is ``offset`` + the row index, and the 0/1 anomaly label of each row."""
+    index = np.arange(rows, dtype=np.float64)
+    features = np.stack([offset + index, np.round(np.sin(index / 5.0) * 3, 3)], axis=1)
+    labels = np.zeros(rows, dtype=np.int64)
+    for first, end in ANOMALOUS_STRETCHES:
+        labels[first:end] = 1
+    return features, labels
+
+
+def write_labelled_csv(path: Path, features: np.ndarray, labels: np.ndarray) -> Path:
+    """SKAB's layout: ';'-separated, datetime text first, then the features, ``anomaly`` and ``changepoint``."""
+    changepoints = np.diff(labels, prepend=0) == 1
+    lines = ["datetime;a;b;anomaly;changepoint"]
+    lines += [
+        f"2020-03-09 10:{i // 60:02d}:{i % 60:02d};{a!r};{b!r};{label};{int(change)}"
+        for i, ((a, b), label, change) in enumerate(zip(features.tolist(), labels.tolist(), changepoints))
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def rows_of(series: np.ndarray, last_rows: np.ndarray) -> np.ndarray:
+    """The raw window ending on each of ``last_rows``, as float32."""
+    return np.stack([series[end - WINDOW + 1 : end + 1] for end in last_rows]).astype(np.float32)
+
+
+def assert_one_line_error(error: pytest.ExceptionInfo, path: Path | None, *words: str) -> None:
+    message = str(error.value)
+    assert "\n" not in message, message
+    if path is not None:
+        assert message.startswith(f"data.path={path}: "), message
+    for word in words:
+        assert word in message, message
+
+
+# -------------------------------------------------------------------------------------------- label alignment
+@pytest.fixture
+def labelled(tmp_path: Path) -> tuple[WindowData, np.ndarray, np.ndarray]:
+    features, labels = labelled_series()
+    path = write_labelled_csv(tmp_path / "run.csv", features, labels)
+    return load_data(array_config(path, *LABELLED, "data.scaling=none")), features, labels
+
+
+def test_labels_and_dropped_columns_are_never_channels(labelled: tuple[WindowData, np.ndarray, np.ndarray]) -> None:
+    """The label and dropped columns stay out of the features, and the datetime text is skipped."""
+    data, _, _ = labelled
+    assert data.channels == ["a", "b"]
+    assert data.sample_shape == (WINDOW, 2)
+
+
+def test_training_keeps_exactly_the_normal_windows_of_the_training_rows(
+    labelled: tuple[WindowData, np.ndarray, np.ndarray],
+) -> None:
+    """Training holds every window inside rows [0, train_end) without an anomalous row, and nothing else."""
+    data, features, labels = labelled
+    expected_ends = [
+        start + WINDOW - 1
+        for start in range(0, TRAIN_END - WINDOW + 1)
+        if not any(labels[row] for row in range(start, start + WINDOW))
+    ]
+    assert data.train.last_rows.tolist() == expected_ends
+    assert data.train.last_rows.max() < TRAIN_END
+    assert len(expected_ends) < TRAIN_END - WINDOW + 1
+    np.testing.assert_array_equal(data.train.values, rows_of(features, data.train.last_rows))
+    for end in data.train.last_rows:
+        assert labels[end - WINDOW + 1 : end + 1].sum() == 0
+    assert data.train.labels.tolist() == [0] * len(expected_ends)
+
+
+def test_validation_windows_lie_in_the_validation_rows_labelled_by_their_last_row(
+    labelled: tuple[WindowData, np.ndarray, np.ndarray],
+) -> None:
+    """Validation windows start at or after train_end, end before train_rows, and carry their last row's label."""
+    data, features, labels = labelled
+    assert data.val.last_rows.tolist() == list(range(TRAIN_END + WINDOW - 1, TRAIN_ROWS))
+    assert (data.val.last_rows - WINDOW + 1).min() == TRAIN_END
+    assert data.val.labels.tolist() == [int(labels[end]) for end in data.val.last_rows]
+    assert set(data.val.labels.tolist()) == {0, 1}
+    np.testing.assert_array_equal(data.val.values, rows_of(features, data.val.last_rows))
+
+
+def test_test_windows_end_on_every_test_row_labelled_by_their_last_row(
+    labelled: tuple[WindowData, np.ndarray, np.ndarray], tmp_path: Path
+) -> None:
+    """One test window ends on each row after train_rows (the first starts before it), labelled by that row."""
+    data, features, labels = labelled
+    assert data.test.last_rows.tolist() == list(range(TRAIN_ROWS, ROWS))
+    assert data.test.last_rows[0] - WINDOW + 1 < TRAIN_ROWS
+    assert data.test.labels.tolist() == labels[TRAIN_ROWS:].tolist()
+    np.testing.assert_array_equal(data.test.values, rows_of(features, data.test.last_rows))
+    assert data.files == [str(tmp_path / "run.csv")]
+    assert data.test.file_index.tolist() == [0] * len(data.test)
+
+
+# -------------------------------------------------------------------------------------------- scaling
+def test_standard_scaling_is_fitted_on_the_training_rows_only(tmp_path: Path) -> None:
+    """The scaler is the mean/std of rows [0, train_end); rewriting later rows changes neither it nor training."""
+    features, labels = labelled_series()
+    path = write_labelled_csv(tmp_path / "run.csv", features, labels)
+    before = load_data(array_config(path, *LABELLED, "data.scaling=standard"))
+    mean, std = features[:TRAIN_END].mean(axis=0), features[:TRAIN_END].std(axis=0)
+    np.testing.assert_allclose(before.scaler.shift, mean, rtol=1e-12)
+    np.testing.assert_allclose(before.scaler.scale, std, rtol=1e-12)
+    expected = (rows_of(features, before.train.last_rows) - mean) / std
+    np.testing.assert_allclose(before.train.values, expected, rtol=1e-5, atol=1e-6)
+
+    changed = features.copy()
+    changed[TRAIN_END:] = changed[TRAIN_END:] * 50 - 3
+    write_labelled_csv(path, changed, labels)
+    after = load_data(array_config(path, *LABELLED, "data.scaling=standard"))
+    np.testing.assert_array_equal(after.scaler.shift, before.scaler.shift)
+    np.testing.assert_array_equal(after.scaler.scale, before.scaler.scale)
+    np.testing.assert_array_equal(after.train.values, before.train.values)
+    assert not np.allclose(after.test.values, before.test.values)
+
+
+def test_skab_config_applies_the_benchmark_protocol(tmp_path: Path) -> None:
+    """data=skab: 60-row windows, rows [0, 320) train, [320, 400) validate, the rest test; labels never features."""
+    rows = 470
+    features, labels = labelled_series(rows)
+    labels[430:450] = 1
+    path = write_labelled_csv(tmp_path / "skab.csv", features, labels)
+    data = load_data(compose_config(["agent=anogan", "data=skab", f"data.path={path}", "data.scaling=none"]).data)
+    assert data.channels == ["a", "b"] and data.sample_shape == (60, 2)
+    normal_val = list(range(320 + 59, 400))
+    assert data.val.last_rows.tolist() == normal_val + normal_val
+    assert data.val.labels.tolist() == [0] * len(normal_val) + [1] * len(normal_val)
+    assert data.train.last_rows.max() == 319
+    assert data.test.last_rows.tolist() == list(range(400, rows))
+    assert data.test.labels.tolist() == labels[400:].tolist()
+
+
+# -------------------------------------------------------------------------------------------- folders
+FOLDER = [f"data.window={WINDOW}", "data.train_rows=40", "data.val_fraction=0.25", "data.scaling=none"]
+
+
+def test_a_folder_loads_every_file_with_its_own_rows(tmp_path: Path) -> None:
+    """Each window's values are rows of the file ``files`` names, ending on its ``last_rows``; files are sorted."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    lengths = {"b_run.csv": 70, "c_run.csv": 60, "a_run.csv": 55}  # written out of order
+    series = {}
+    for offset, (name, rows) in enumerate(lengths.items(), 1):
+        series[name], _ = labelled_series(rows=rows, offset=1000.0 * offset)
+        write_labelled_csv(folder / name, series[name], np.zeros(rows, dtype=np.int64))
+    names = sorted(lengths)
+    data = load_data(array_config(folder, *FOLDER, "data.drop_columns=[anomaly,changepoint]"))
+    assert data.files == [str(folder / name) for name in names]
+    for split in (data.train, data.val, data.test):
+        assert sorted(set(split.file_index.tolist())) == [0, 1, 2]
+        expected = [rows_of(series[names[file]], split.last_rows[i : i + 1])[0] for i, file in enumerate(split.files)]
+        np.testing.assert_array_equal(split.values, np.stack(expected))
+    for file, name in enumerate(names):
+        assert data.train.last_rows[data.train.files == file].tolist() == list(range(WINDOW - 1, 30))
+        assert data.val.last_rows[data.val.files == file].tolist() == list(range(30 + WINDOW - 1, 40))
+        assert data.test.last_rows[data.test.files == file].tolist() == list(range(40, lengths[name]))
+
+    scaled = load_data(
+        array_config(folder, *FOLDER, "data.drop_columns=[anomaly,changepoint]", "data.scaling=standard")
+    )
+    training_rows = np.concatenate([series[name][:30] for name in names])
+    np.testing.assert_allclose(scaled.scaler.shift, training_rows.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(scaled.scaler.scale, training_rows.std(axis=0), rtol=1e-12)
+
+
+def test_a_folder_file_with_other_columns_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    """A file whose columns differ from the first file's is refused by name."""
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    features, labels = labelled_series(rows=60)
+    write_labelled_csv(folder / "a_run.csv", features, labels)
+    odd = folder / "b_run.csv"
+    odd.write_text("x;y\n" + "".join(f"{i};{2 * i}\n" for i in range(60)))
+    with pytest.raises(ValueError) as error:
+        load_data(array_config(folder, *FOLDER, "data.drop_columns=[anomaly,changepoint]"))
+    assert_one_line_error(error, odd, "differ")
+
+
+# -------------------------------------------------------------------------------------------- val_faults
+def test_val_faults_add_one_labelled_faulty_copy_per_normal_validation_window(tmp_path: Path) -> None:
+    """Labelled validation windows stay; each normal one gains a differing copy labelled 1 at the same row."""
+    features, labels = labelled_series()
+    path = write_labelled_csv(tmp_path / "run.csv", features, labels)
+    plain = load_data(array_config(path, *LABELLED)).val
+    faulty = load_data(array_config(path, *LABELLED, "data.val_faults=true")).val
+    normal = plain.labels == 0
+    originals, copies = len(plain), int(normal.sum())
+    assert 0 < copies < originals
+    assert len(faulty) == originals + copies
+    np.testing.assert_array_equal(faulty.values[:originals], plain.values)
+    assert faulty.labels[:originals].tolist() == plain.labels.tolist()
+    assert faulty.labels[originals:].tolist() == [1] * copies
+    assert faulty.last_rows[originals:].tolist() == plain.last_rows[normal].tolist()
+    assert faulty.values.dtype == np.float32
+    for copy, original in zip(faulty.values[originals:], plain.values[normal]):
+        assert not np.array_equal(copy, original)
+
+
+def test_val_faults_without_labels_mark_every_original_normal(tmp_path: Path) -> None:
+    """Without a label column every validation window is normal (0) and gets one faulty copy (1)."""
+    features, _ = labelled_series()
+    path = tmp_path / "run.npy"
+    np.save(path, features)
+    val = load_data(array_config(path, f"data.window={WINDOW}", "data.val_faults=true")).val
+    half = len(val) // 2
+    assert val.labels.tolist() == [0] * half + [1] * half
+    assert val.last_rows[:half].tolist() == val.last_rows[half:].tolist()
+
+
+def test_val_fault_copies_are_seeded_by_fault_seed(tmp_path: Path) -> None:
+    """The same fault_seed gives identical copies, another fault_seed different ones."""
+    features, labels = labelled_series()
+    path = write_labelled_csv(tmp_path / "run.csv", features, labels)
+
+    def faulty_val(seed: int) -> np.ndarray:
+        overrides = [*LABELLED, "data.val_faults=true", f"data.fault_seed={seed}"]
+        return load_data(array_config(path, *overrides)).val.values
+
+    np.testing.assert_array_equal(faulty_val(3), faulty_val(3))
+    assert not np.array_equal(faulty_val(3), faulty_val(4))
+
+
+# -------------------------------------------------------------------------------------------- fault injectors
+def hand_made_window(length: int = 32) -> np.ndarray:
+    """[length, 3] float64 without a zero: a sine, a ramp and a cosine, each offset away from 0."""
+    t = np.arange(length, dtype=np.float64)
+    return np.stack([5 + np.sin(t / 3), 1 + t / 10, -4 + 2 * np.cos(t / 5)], axis=1)
+
+
+def changed_cells(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    return np.argwhere(before != after)
+
+
+@pytest.mark.parametrize(("height", "count"), [(4.0, 1), (4.0, 2), (2.5, 5), (3.0, 100)])
+def test_spike_moves_count_samples_of_one_channel_by_height_stds(height: float, count: int) -> None:
+    """Exactly ``count`` samples (at most the window) of one channel move by +-height * that channel's std."""
+    window = hand_made_window()
+    result = spike(window.copy(), np.random.default_rng(1), height=height, count=count)
+    cells = changed_cells(window, result)
+    channels = set(cells[:, 1].tolist())
+    assert len(channels) == 1 and len(cells) == min(count, len(window))
+    channel = channels.pop()
+    rows = cells[:, 0]
+    np.testing.assert_allclose(np.abs(result[rows, channel] - window[rows, channel]), height * window[:, channel].std())
+
+
+@pytest.mark.parametrize("length", [1, 8, 32, 50])
+def test_dropout_zeroes_length_consecutive_samples_of_one_channel(length: int) -> None:
+    """One channel reads exactly 0 on ``length`` (at most the window) consecutive samples; nothing else changes."""
+    window = hand_made_window()
+    result = dropout(window.copy(), np.random.default_rng(2), length=length)
+    cells = changed_cells(window, result)
+    assert len(set(cells[:, 1].tolist())) == 1
+    rows = sorted(cells[:, 0].tolist())
+    assert rows == list(range(rows[0], rows[0] + min(length, len(window))))
+    assert (result[rows, cells[0, 1]] == 0).all()
+
+
+@pytest.mark.parametrize("factor", [1.4, 0.5, 0.0])
+def test_amplitude_scales_every_channel_around_its_mean(factor: float) -> None:
+    """Each sample becomes mean + factor * (sample - mean), per channel; the means stay."""
+    window = hand_made_window()
+    mean = window.mean(axis=0)
+    result = amplitude(window.copy(), np.random.default_rng(0), factor=factor)
+    np.testing.assert_allclose(result, mean + factor * (window - mean), atol=1e-12)
+    np.testing.assert_allclose(result.mean(axis=0), mean, atol=1e-12)
+
+
+@pytest.mark.parametrize("level", [0.7, 0.3])
+def test_saturation_clips_one_channel_at_level_of_its_largest_excursion(level: float) -> None:
+    """One channel is clipped to mean +- level * max |sample - mean|; the others are untouched."""
+    window = hand_made_window()
+    result = saturation(window.copy(), np.random.default_rng(3), level=level)
+    channels = set(changed_cells(window, result)[:, 1].tolist())
+    assert len(channels) == 1
+    channel = channels.pop()
+    column = window[:, channel]
+    limit = level * np.abs(column - column.mean()).max()
+    expected = [min(max(value, column.mean() - limit), column.mean() + limit) for value in column]
+    np.testing.assert_allclose(result[:, channel], expected, rtol=0, atol=1e-12)
+    assert np.abs(result[:, channel] - column.mean()).max() == pytest.approx(limit)
+
+
+def zero_crossings(signal: np.ndarray) -> np.ndarray:
+    """The (linearly interpolated) times a signal crosses 0 upwards or downwards."""
+    sign_change = np.nonzero(np.signbit(signal[:-1]) != np.signbit(signal[1:]))[0]
+    return sign_change + signal[sign_change] / (signal[sign_change] - signal[sign_change + 1])
+
+
+def test_drift_keeps_the_first_sample_and_slows_a_sinusoid() -> None:
+    """Drift resamples at t - amount t^2 / 2T: the first sample stays and zero crossings spread out."""
+    t = np.arange(256, dtype=np.float64)
+    period, amount = 16.0, 0.5
+    window = np.stack([np.sin(2 * np.pi * t / period + 0.3), np.cos(2 * np.pi * t / period)], axis=1)
+    result = drift(window.copy(), np.random.default_rng(0), amount=amount)
+    np.testing.assert_array_equal(result[0], window[0])
+    warped = t - amount * t**2 / (2 * (len(t) - 1))
+    np.testing.assert_allclose(result[:, 0], np.sin(2 * np.pi * warped / period + 0.3), atol=0.03)
+    gaps = np.diff(zero_crossings(result[:, 0]))
+    assert gaps[0] == pytest.approx(period / 2, rel=0.05)
+    assert gaps[-1] > period / 2 / (1 - amount) * 0.9
+    assert (np.diff(gaps) > -0.1).all()
+    assert len(zero_crossings(result[:, 1])) < len(zero_crossings(window[:, 1]))
+
+
+def test_inject_faults_draws_every_kind_uniformly_and_keeps_its_input() -> None:
+    """Kinds are drawn uniformly over ``faults``; the input windows are never modified and the dtype kept."""
+    faults = {"spike": {"height": 4.0, "count": 2}, "amplitude": {"factor": 1.4}, "dropout": {"length": 3}}
+    windows = np.random.default_rng(0).normal(5.0, 1.0, size=(600, 16, 2)).astype(np.float32)
+    untouched = windows.copy()
+    faulty, kinds = inject_faults(windows, np.random.default_rng(7), faults)
+    np.testing.assert_array_equal(windows, untouched)
+    assert faulty.dtype == np.float32 and faulty.shape == windows.shape
+    counts = np.bincount(kinds, minlength=3)
+    assert counts.sum() == 600 and (np.abs(counts - 200) < 50).all(), counts
+    for i in np.nonzero(kinds == 1)[0]:
+        expected = amplitude(windows[i].astype(np.float64), np.random.default_rng(0), factor=1.4)
+        np.testing.assert_array_equal(faulty[i], expected.astype(np.float32))
+    for i in np.nonzero(kinds == 2)[0]:
+        assert (faulty[i] == 0).sum() == 3
+    for i in np.nonzero(kinds == 0)[0]:
+        assert (faulty[i] != windows[i]).sum() == 2
+
+
+def test_inject_faults_with_every_kind_uses_all_of_them() -> None:
+    """With the default fault list, each of the five kinds appears over many windows."""
+    faults = dict(waveform_config().faults)
+    assert list(faults) == list(FAULTS)
+    windows = np.random.default_rng(0).normal(size=(200, 16, 3))
+    _, kinds = inject_faults(windows, np.random.default_rng(1), faults)
+    assert sorted(set(kinds.tolist())) == list(range(len(FAULTS)))
+
+
+def test_an_unknown_fault_is_a_value_error_listing_the_known_ones() -> None:
+    """``check_faults`` and the loaders name the unknown kind and every known one."""
+    with pytest.raises(ValueError) as error:
+        check_faults({"spike": {"height": 1.0, "count": 1}, "wobble": {}}, "data.faults")
+    assert_one_line_error(error, None, "data.faults", "'wobble'", *FAULTS)
+    with pytest.raises(ValueError) as error:
+        load_data(waveform_config("+data.faults.wobble={}"))
+    assert_one_line_error(error, None, "'wobble'", *FAULTS)
+
+
+# -------------------------------------------------------------------------------------------- waveform
+def split_arrays(data: WindowData) -> list[np.ndarray]:
+    return [array for split in (data.train, data.val, data.test) for array in (split.values, split.last_rows)]
+
+
+def test_waveform_is_seeded_by_data_seed_alone() -> None:
+    """The same data.seed gives identical windows whatever the run seed; another data.seed different ones."""
+    first = load_data(compose_config(["agent=anogan", "data=waveform", "seed=1", *SMALL_WAVEFORM]).data)
+    again = load_data(compose_config(["agent=anogan", "data=waveform", "seed=9", *SMALL_WAVEFORM]).data)
+    for one, other in zip(split_arrays(first), split_arrays(again)):
+        np.testing.assert_array_equal(one, other)
+    np.testing.assert_array_equal(first.val.labels, again.val.labels)
+    other_seed = load_data(waveform_config("data.seed=5"))
+    for split in ("train", "val", "test"):
+        assert not np.allclose(getattr(first, split).values, getattr(other_seed, split).values)
+
+
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_waveform_splits_shapes_labels_and_layout(fraction: float) -> None:
+    """Train is unlabelled; val/test have round(n * anomaly_fraction) anomalies; windows lie end to end."""
+    data = load_data(waveform_config(f"data.anomaly_fraction={fraction}"))
+    window, channels = 64, 3
+    assert data.train.values.shape == (64, window, channels)
+    assert data.val.values.shape == (32, window, channels) and data.test.values.shape == (32, window, channels)
+    assert data.train.labels is None
+    assert data.val.labels.sum() == data.test.labels.sum() == round(32 * fraction)
+    assert set(data.val.labels.tolist()) == {0, 1}
+    assert data.channels == ["vibration_0", "vibration_1", "vibration_2"] and data.files == ["synthetic"]
+    ends = np.concatenate([data.train.last_rows, data.val.last_rows, data.test.last_rows])
+    assert ends.tolist() == [(i + 1) * window - 1 for i in range(64 + 32 + 32)]
+
+
+def test_waveform_training_windows_are_standardised() -> None:
+    """Standard scaling is fitted on the training windows: mean ~0 and std ~1 per channel there."""
+    data = load_data(waveform_config())
+    rows = data.train.values.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(rows.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(rows.std(axis=0), 1.0, atol=1e-5)
+    raw = load_data(waveform_config("data.scaling=none"))
+    np.testing.assert_allclose(data.scaler.shift, raw.train.values.reshape(-1, 3).mean(axis=0), atol=1e-5)
+    np.testing.assert_allclose(data.scaler.scale, raw.train.values.reshape(-1, 3).std(axis=0), rtol=1e-5)
+
+
+# -------------------------------------------------------------------------------------------- bad input
+def _labels_column(value: str) -> Callable[[Path], list[str]]:
+    def write(path: Path) -> list[str]:
+        features, labels = labelled_series()
+        write_labelled_csv(path, features, labels)
+        lines = path.read_text().splitlines()
+        fields = lines[31].split(";")
+        fields[3] = value
+        lines[31] = ";".join(fields)
+        path.write_text("\n".join(lines) + "\n")
+        return LABELLED
+
+    return write
+
+
+def _labelled_csv(*overrides: str, rows: int = ROWS, anomalous_from: int | None = None) -> Callable[[Path], list[str]]:
+    def write(path: Path) -> list[str]:
+        features, labels = labelled_series(rows)
+        if anomalous_from is not None:
+            labels[:] = 0
+            labels[anomalous_from : anomalous_from + 1] = 1
+        write_labelled_csv(path, features, labels)
+        return [*LABELLED, *overrides]
+
+    return write
+
+
+def _nan_feature(path: Path) -> list[str]:
+    features, labels = labelled_series()
+    features[44, 1] = np.nan
+    write_labelled_csv(path, features, labels)
+    return LABELLED
+
+
+def _npy_with_label_column(path: Path) -> list[str]:
+    np.save(path, labelled_series()[0])
+    return ["data.label_column=anomaly", f"data.window={WINDOW}"]
+
+
+def _all_training_windows_anomalous(path: Path) -> list[str]:
+    features, labels = labelled_series()
+    labels[WINDOW - 1 : TRAIN_END : WINDOW - 1] = 1
+    write_labelled_csv(path, features, labels)
+    return LABELLED
+
+
+BAD_INPUTS = {
+    # id: (writer returning the overrides, words the message must contain)
+    "label-column-missing": (_labelled_csv("data.label_column=fault"), ["no column fault", "anomaly"]),
+    "label-two": (_labels_column("2"), ["label column anomaly", "'2'", "line 32", "0 or 1"]),
+    "label-yes": (_labels_column("yes"), ["label column anomaly", "'yes'", "line 32"]),
+    "label-half": (_labels_column("0.5"), ["'0.5'", "line 32"]),
+    "label-for-npy": (_npy_with_label_column, ["data.label_column", ".npy"]),
+    "train-rows-all": (_labelled_csv(f"data.train_rows={ROWS}"), [f"data.train_rows={ROWS}", "no test rows"]),
+    "train-rows-over": (_labelled_csv("data.train_rows=500"), ["data.train_rows=500", f"of its {ROWS}"]),
+    "all-train-anomalous": (_all_training_windows_anomalous, ["no normal data to train on", "anomaly"]),
+    "window-over-training": (_labelled_csv("data.window=61"), ["training part has 60", "data.window=61"]),
+    "window-over-validation": (_labelled_csv("data.window=21"), ["validation part has 20", "data.window=21"]),
+    "nan-feature": (_nan_feature, ["non-finite value nan", "line 46", "column b"]),
+}
+
+
+@pytest.mark.parametrize(("write", "words"), list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_labelled_input_is_a_one_line_error_naming_the_file(
+    tmp_path: Path, write: Callable[[Path], list[str]], words: list[str]
+) -> None:
+    """Each problem is one ``data.path=<file>: <problem>`` line with the details."""
+    path = tmp_path / ("run.npy" if write is _npy_with_label_column else "run.csv")
+    overrides = write(path)
+    with pytest.raises(ValueError) as error:
+        load_data(array_config(path, *overrides))
+    assert_one_line_error(error, path, *words)
+
+
+def test_an_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
+    """A folder without .csv or .npy files is refused by name."""
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    (folder / "notes.md").write_text("nothing here\n")
+    with pytest.raises(ValueError) as error:
+        load_data(array_config(folder, f"data.window={WINDOW}"))
+    assert_one_line_error(error, folder, "no .csv or .npy file")
+
+
+# -------------------------------------------------------------------------------------------- detection
+@pytest.fixture
+def scored() -> tuple[np.ndarray, np.ndarray]:
+    """Labels and overlapping, partly tied scores: anomalies score higher on average."""
+    rng = np.random.default_rng(4)
+    labels = (rng.random(300) < 0.3).astype(np.int64)
+    scores = np.round(rng.normal(size=300) + 1.2 * labels, 1)
+    return labels, scores
+
+
+@pytest.mark.parametrize("percentile", [50.0, 90.0, 99.0, 100.0])
+def test_threshold_is_numpys_percentile(percentile: float) -> None:
+    """The threshold is exactly numpy's percentile of the normal scores."""
+    normal = np.random.default_rng(0).exponential(size=37)
+    assert threshold_at(normal, percentile) == float(np.percentile(normal, percentile))
+
+
+@pytest.mark.parametrize("threshold", [-0.5, 0.6, 1.0, 5.0])
+def test_detection_metrics_match_scikit_learn(scored: tuple[np.ndarray, np.ndarray], threshold: float) -> None:
+    """AUCs, and precision/recall/F1/flagged fraction of score > threshold, equal scikit-learn's."""
+    labels, scores = scored
+    flags = scores > threshold
+    metrics = detection_metrics(labels, scores, threshold)
+    assert metrics["roc_auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert metrics["pr_auc"] == pytest.approx(average_precision_score(labels, scores))
+    assert metrics["precision"] == pytest.approx(precision_score(labels, flags, zero_division=0))
+    assert metrics["recall"] == pytest.approx(recall_score(labels, flags, zero_division=0))
+    assert metrics["f1"] == pytest.approx(f1_score(labels, flags, zero_division=0))
+    assert metrics["flagged_fraction"] == pytest.approx(flags.mean())
+
+
+def brute_force_f1(labels: np.ndarray, flags: np.ndarray) -> float:
+    true_positives = int((flags & (labels == 1)).sum())
+    if true_positives == 0:
+        return 0.0
+    precision, recall = true_positives / flags.sum(), true_positives / (labels == 1).sum()
+    return 2 * precision * recall / (precision + recall)
+
+
+def test_best_f1_is_the_maximum_over_every_threshold(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    """best_f1 is the largest F1 of score >= t over every distinct score t, reached at best_f1_threshold."""
+    labels, scores = scored
+    metrics = detection_metrics(labels, scores, 0.0)
+    best = max(brute_force_f1(labels, scores >= t) for t in np.unique(scores))
+    assert metrics["best_f1"] == pytest.approx(best)
+    assert brute_force_f1(labels, scores >= metrics["best_f1_threshold"]) == pytest.approx(best)
+    assert metrics["best_f1"] >= metrics["f1"]
+
+
+def test_per_file_roc_auc_skips_files_with_one_class(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    """Only files holding both classes get an AUC, each equal to scikit-learn's on that file's windows."""
+    labels, scores = scored
+    files = np.arange(len(labels)) % 3
+    labels = labels.copy()
+    labels[files == 1] = 0
+    result = per_file_roc_auc(labels, scores, files)
+    assert sorted(result) == [0, 2]
+    for file in (0, 2):
+        assert result[file] == pytest.approx(roc_auc_score(labels[files == file], scores[files == file]))
+
+
+def assert_picture(image: np.ndarray) -> None:
+    assert image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8
+    assert image.shape[0] > 50 and image.shape[1] > 50
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 5
+    assert (image < 128).any() and (image > 200).any()
+
+
+def test_figures_are_non_blank_rgb_images(scored: tuple[np.ndarray, np.ndarray]) -> None:
+    """The histogram, ROC curve and window plots render to [H, W, 3] uint8 pictures with content."""
+    labels, scores = scored
+    assert_picture(score_histogram(scores[labels == 0], scores[labels == 1], 0.8))
+    assert_picture(roc_figure(labels, scores))
+    windows = np.random.default_rng(0).normal(size=(3, 16, 2)).astype(np.float32)
+    assert_picture(windows_figure(windows, windows[:2] * 0.5))
+
+
+def test_windows_concatenate_keeps_file_indices() -> None:
+    """Concatenating splits keeps each part's file index; a part without one counts as file 0."""
+    first = Windows(np.zeros((2, WINDOW, 1)), np.array([7, 8]), np.array([0, 1]), np.array([1, 1]))
+    second = Windows(np.ones((1, WINDOW, 1)), np.array([9]), np.array([1]))
+    joined = Windows.concatenate([first, second])
+    assert joined.files.tolist() == [1, 1, 0] and joined.labels.tolist() == [0, 1, 1]
+    assert joined.last_rows.tolist() == [7, 8, 9]
