@@ -145,6 +145,7 @@ def test_batched_latent_search_equals_one_window_at_a_time() -> None:
     windows = torch.randn(6, 16, 3)
     start = torch.randn(6, cfg.agent.latent_dim)
     z_batch, batched, _ = agent.search_latents(windows, start)
+    torch.testing.assert_close(agent.score(windows[2:]), agent.score(windows)[2:])  # its own starts, not a slot's
     for i in range(6):
         z_one, alone, _ = agent.search_latents(windows[i : i + 1], start[i : i + 1])
         torch.testing.assert_close(alone[0], batched[i], rtol=1e-4, atol=1e-5)
@@ -194,7 +195,8 @@ def test_anogan_resumes_exactly_across_its_phases(tmp_path: Path, monkeypatch, s
         assert_same_state(load_state(last_a, name), load_state(last_b, name), name)
     assert resumed["eval/roc_auc"] == expected["eval/roc_auc"]
     progress = load_state(last_b, "progress")["loop"]
-    assert progress["threshold"] == expected["eval/threshold"] and progress["threshold_scoring"] == "latent_search"
+    assert progress["threshold"] == expected["eval/threshold"]
+    assert progress["threshold_signature"].startswith("latent_search, feature_weight=0.1, search_steps=5")
 
 
 @pytest.mark.parametrize(
@@ -312,3 +314,26 @@ def test_without_normal_validation_windows_nothing_is_flagged_and_no_f1_is_claim
     assert results["threshold"]["value"] is None and "no window is flagged" in results["threshold"]["chosen_from"]
     assert "roc_auc" in results["test"] and "f1" not in results["test"]
     assert "eval/roc_auc" in summary and "eval/f1" not in summary and "eval/threshold" not in summary
+
+
+def test_rl_eval_scores_a_gan_phase_checkpoint_by_search_and_refuses_other_columns(tmp_path: Path) -> None:
+    """A checkpoint saved before the encoder trained is scored by latent search even when encoder scoring is
+    asked for (its encoder is untrained), with a threshold recomputed for that; data whose columns differ from
+    the run's is refused in one line."""
+    from rl_runner.runners.dataset import evaluate
+
+    path = write_skab_like(tmp_path / "1.csv")
+    overrides = [o for o in TINY_GAN if not o.startswith("data.")]
+    overrides += ["data=skab", f"data.path={path}", "data.train_rows=150", "data.window=16"]
+    train(compose_config(overrides), run_dir=tmp_path / "run")
+    gan_phase = tmp_path / "run" / "checkpoints" / "step_000000000025"
+    cfg = compose_config(overrides + ["agent.scoring=encoder"])
+    agent, _, saved = load_trained(cfg, gan_phase, torch.device("cpu"))
+    assert agent.scoring_in_use() is Scoring.latent_search
+    assert agent.score_signature() == saved["threshold_signature"]  # the evaluation at step 25 searched too
+    result = evaluate(cfg, latest_checkpoint(tmp_path / "run" / "checkpoints"), torch.device("cpu"), {})
+    assert "threshold recomputed for encoder" in result["report"]
+    swapped = "Accelerometer2RMS,Accelerometer1RMS,Current,Pressure,Temperature,Thermocouple,Voltage"
+    reordered = compose_config(overrides + [f"data.columns=[{swapped},'Volume Flow RateRMS']"])
+    with pytest.raises(ValueError, match=r"channels \['Accelerometer2RMS', .* differ from the \['Accelerometer1RMS'"):
+        load_trained(reordered, gan_phase, torch.device("cpu"))

@@ -121,9 +121,17 @@ def test_training_keeps_exactly_the_normal_windows_of_the_training_rows(
 def test_validation_windows_lie_in_the_validation_rows_labelled_by_their_last_row(
     labelled: tuple[WindowData, np.ndarray, np.ndarray],
 ) -> None:
-    """Validation windows start at or after train_end, end before train_rows, and carry their last row's label."""
+    """Validation windows start at or after train_end, end before train_rows and carry their last row's label;
+    a window whose last row is normal but holds an earlier anomalous row is left out (it would pass for normal
+    when the threshold is chosen)."""
     data, features, labels = labelled
-    assert data.val.last_rows.tolist() == list(range(TRAIN_END + WINDOW - 1, TRAIN_ROWS))
+    expected_ends = [
+        end
+        for end in range(TRAIN_END + WINDOW - 1, TRAIN_ROWS)
+        if labels[end] == 1 or not labels[end - WINDOW + 1 : end + 1].any()
+    ]
+    assert len(expected_ends) < TRAIN_ROWS - (TRAIN_END + WINDOW - 1)
+    assert data.val.last_rows.tolist() == expected_ends
     assert (data.val.last_rows - WINDOW + 1).min() == TRAIN_END
     assert data.val.labels.tolist() == [int(labels[end]) for end in data.val.last_rows]
     assert set(data.val.labels.tolist()) == {0, 1}
@@ -221,10 +229,19 @@ def test_a_folder_file_with_other_columns_is_a_one_line_error_naming_it(tmp_path
     features, labels = labelled_series(rows=60)
     write_labelled_csv(folder / "a_run.csv", features, labels)
     odd = folder / "b_run.csv"
-    odd.write_text("x;y\n" + "".join(f"{i};{2 * i}\n" for i in range(60)))
+    odd.write_text("x;y;anomaly;changepoint\n" + "".join(f"{i};{2 * i};0;0\n" for i in range(60)))
     with pytest.raises(ValueError) as error:
         load_data(array_config(folder, *FOLDER, "data.drop_columns=[anomaly,changepoint]"))
     assert_one_line_error(error, odd, "differ")
+
+
+def test_a_dropped_column_missing_from_the_header_is_a_one_line_error(tmp_path: Path) -> None:
+    """A typo in data.drop_columns would silently make the column it meant a feature: it is refused by name."""
+    features, labels = labelled_series(rows=60)
+    path = write_labelled_csv(tmp_path / "run.csv", features, labels)
+    with pytest.raises(ValueError) as error:
+        load_data(array_config(path, "data.drop_columns=[changepiont]"))
+    assert_one_line_error(error, path, "no column changepiont")
 
 
 # -------------------------------------------------------------------------------------------- val_faults

@@ -161,15 +161,15 @@ class AnoGAN:
         return (1 - self.feature_weight) * residual + self.feature_weight * discrimination
 
     def starting_latents(self, windows: torch.Tensor, window_features: torch.Tensor) -> torch.Tensor:
-        """For each window, the best-scoring of ``search_starts`` random z (drawn from a fixed seed): a periodic
-        signal's latent landscape has a valley per phase, and descent from one random z often ends in the
-        wrong one."""
-        candidates = torch.randn(
-            self.search_starts, len(windows), self.latent_dim, generator=torch.Generator().manual_seed(SEARCH_SEED)
-        ).to(self.device)  # [S, N, latent]
-        scores = torch.stack([self.anomaly_scores(windows, z, window_features) for z in candidates])  # [S, N]
-        best = scores.argmin(dim=0)  # [N]
-        return candidates[best, torch.arange(len(windows), device=self.device)]
+        """For each window, the best-scoring of the same ``search_starts`` random z (drawn from a fixed seed, so a
+        window's score does not depend on the batch it is in): a periodic signal's latent landscape has a valley
+        per phase, and descent from one random z often ends in the wrong one."""
+        generator = torch.Generator().manual_seed(SEARCH_SEED)
+        candidates = torch.randn(self.search_starts, 1, self.latent_dim, generator=generator).to(self.device)
+        scores = torch.stack(
+            [self.anomaly_scores(windows, z.expand(len(windows), -1), window_features) for z in candidates]
+        )  # [S, N]
+        return candidates[scores.argmin(dim=0), 0]  # [N, latent]
 
     def search_latents(
         self, windows: torch.Tensor, z: torch.Tensor | None = None, record: bool = False
@@ -193,12 +193,27 @@ class AnoGAN:
             scores = self.anomaly_scores(windows, z, window_features)
         return z.detach(), scores, history
 
-    def score(self, samples: torch.Tensor, scoring: Scoring | None = None) -> torch.Tensor:
-        """[N] anomaly scores with ``scoring`` (the configured one by default), ``score_batch`` windows at a time.
-        Before the encoder has trained (during the GAN phase), encoder scoring falls back to latent search."""
+    def scoring_in_use(self, scoring: Scoring | None = None) -> Scoring:
+        """``scoring`` (the configured one by default), except that before the encoder phase, when the encoder
+        has not learned anything, encoder scoring falls back to latent search."""
         scoring = scoring or self.scoring
         if scoring is Scoring.encoder and (self.encoder is None or self.in_gan_phase):
-            scoring = Scoring.latent_search
+            return Scoring.latent_search
+        return scoring
+
+    def score_signature(self) -> str:
+        """What the scale of a score depends on: a threshold saved with one signature is valid for another
+        run's scores only if they match (rl-eval recomputes it otherwise)."""
+        scoring = self.scoring_in_use()
+        signature = f"{scoring.value}, feature_weight={self.feature_weight}"
+        if scoring is Scoring.latent_search:
+            signature += f", search_steps={self.search_steps}, search_lr={self.search_lr}, starts={self.search_starts}"
+        return signature
+
+    def score(self, samples: torch.Tensor, scoring: Scoring | None = None) -> torch.Tensor:
+        """[N] anomaly scores with ``scoring_in_use(scoring)``, ``score_batch`` windows at a time (the nets must
+        be in evaluation mode: ``train_mode(False)``)."""
+        scoring = self.scoring_in_use(scoring)
         scores = []
         for chunk in samples.split(self.score_batch):
             if scoring is Scoring.encoder:

@@ -125,4 +125,16 @@ def config_warnings(cfg: DictConfig) -> list[str]:
     metric = cfg.agent.objective.metric
     if cfg.env is not None and metric.startswith("eval/") and cfg.eval.episodes == 0:
         warnings.append(f"eval.episodes=0: the objective {metric} is never measured (a sweeper gets no value)")
+    if metric.startswith("eval/val_") and cfg.data is not None and not _validation_can_hold_anomalies(cfg.data):
+        warnings.append(
+            f"the objective {metric} needs anomalous validation windows and this data has none (a sweeper gets no "
+            "value): set data.val_faults=true or a data.label_column"
+        )
     return warnings
+
+
+def _validation_can_hold_anomalies(data: DictConfig) -> bool:
+    """Whether a data source can give labelled anomalous validation windows (an objective like val_roc_auc)."""
+    if OmegaConf.select(data, "anomaly_fraction") is not None:  # the synthetic source
+        return data.anomaly_fraction > 0
+    return bool(OmegaConf.select(data, "val_faults")) or OmegaConf.select(data, "label_column") is not None

@@ -304,13 +304,18 @@ class AnoGANConfig(DatasetAgentConfig):
 
     @staticmethod
     def run_problems(cfg: Any) -> list[str]:
+        problems = []
         steps = cfg.agent.gan_steps + cfg.agent.encoder_steps
         if cfg.total_steps != steps:
-            return [
+            problems.append(
                 f"total_steps={cfg.total_steps}: an anogan run is agent.gan_steps + agent.encoder_steps = {steps} "
                 "steps; set those instead"
-            ]
-        return []
+            )
+        window = OmegaConf.select(cfg, "data.window")
+        depth = OmegaConf.select(cfg, "net.depth")
+        if isinstance(window, int) and isinstance(depth, int) and window < 2**depth:
+            problems.append(f"data.window={window} is too short for net.depth={depth} halvings (at least {2**depth})")
+        return problems
 
 
 # ------------------------------------------------------------------------------------------- env and data

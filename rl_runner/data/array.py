@@ -37,8 +37,11 @@ def read_series(
         raise ValueError(f"data.path={path}: no such file")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        if columns or label_column:
-            raise ValueError(f"data.path={path}: data.columns and data.label_column name CSV columns; a .npy has none")
+        if columns or dropped:
+            raise ValueError(
+                f"data.path={path}: data.columns, data.label_column and data.drop_columns name CSV columns; "
+                "a .npy has none"
+            )
         try:
             series = np.load(path, allow_pickle=False)
         except Exception as error:  # np.load raises ValueError, OSError, EOFError or a tokenizer error
@@ -79,10 +82,10 @@ def _read_csv(
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
         raise ValueError(f"data.path={path}: the header names column {', '.join(duplicated)} more than once")
-    # a column whose first value is a number is a data column (a datetime or label text column is not); a
-    # later value that is not a number is then an error, never a reason to drop the whole column silently
-    numeric = {name: i for i, name in enumerate(header) if _is_numeric([body[0][i]])}
-    unknown = [c for c in [*columns, *([label_column] if label_column else [])] if c not in header]
+    # a column whose first non-empty value is a number is a data column (a datetime or label text column is
+    # not); any other value in it is then an error, never a reason to drop the whole column silently
+    numeric = [name for i, name in enumerate(header) if _is_numeric([_first_filled(body, i)])]
+    unknown = [c for c in [*columns, *dropped] if c not in header]
     if unknown:
         raise ValueError(f"data.path={path}: no column {', '.join(unknown)}; it has {', '.join(header)}")
     if columns:
@@ -99,8 +102,8 @@ def _read_csv(
                 f"data.path={path}: column {name} is not numeric "
                 f"({body[bad][index].strip()!r} on line {line_numbers[bad]})"
             )
-    numeric = {name: header.index(name) for name in chosen}
-    series = np.array([[float(row[numeric[name]]) for name in chosen] for row in body], dtype=np.float64)
+    indices = [header.index(name) for name in chosen]
+    series = np.array([[float(row[index]) for index in indices] for row in body], dtype=np.float64)
     _check_finite(path, series, chosen, "line", line_numbers)
     labels = (
         None
@@ -108,6 +111,10 @@ def _read_csv(
         else _read_labels(path, [row[header.index(label_column)] for row in body], label_column, line_numbers)
     )
     return series, chosen, labels
+
+
+def _first_filled(body: list[list[str]], column: int) -> str:
+    return next((row[column] for row in body if row[column].strip()), "")
 
 
 def _read_labels(path: Path, values: list[str], column: str, line_numbers: np.ndarray) -> np.ndarray:
@@ -202,7 +209,7 @@ def load_array_windows(
             f"data.path={path}: no normal data to train on (every training window holds a row labelled anomalous "
             f"in {data_cfg.label_column})"
         )
-    val = _with_val_faults(Windows.concatenate(splits["val"]), data_cfg)
+    val = _with_val_faults(Windows.concatenate(splits["val"]), data_cfg, scaler)
     test = Windows.concatenate(splits["test"]) if splits["test"] else None
     return WindowData(train, val, channels, scaler, test=test, files=[str(file) for file in files])
 
@@ -259,23 +266,29 @@ def _cut(recording: Recording, scaled: np.ndarray, window: int, stride: int) -> 
         starts = starts + rows[0]
         ends = starts + window - 1
         keep = np.ones(len(starts), dtype=bool)
-        if name == "train" and labels is not None:  # normal data only: no anomalous row anywhere in the window
+        if name != "test" and labels is not None:
             anomalous_rows = np.concatenate([[0], np.cumsum(labels)])
-            keep = anomalous_rows[ends + 1] - anomalous_rows[starts] == 0
+            clean = anomalous_rows[ends + 1] - anomalous_rows[starts] == 0
+            # training: normal windows only; validation: no window labelled normal (by its last row) with an
+            # anomalous row earlier in it, as it would count as normal when the threshold is chosen
+            keep = clean if name == "train" else clean | (labels[ends] == 1)
         window_labels = None if labels is None else labels[ends[keep]]
         cut[name] = Windows(values[keep], ends[keep], window_labels)
     return cut
 
 
-def _with_val_faults(val: Windows, data_cfg: DictConfig) -> Windows:
-    """``data.val_faults``: add a faulty copy of each validation window (label 1), so validation has both
-    classes even when the file labels nothing there: the run's objective, never computed on test labels."""
+def _with_val_faults(val: Windows, data_cfg: DictConfig, scaler: Scaler) -> Windows:
+    """``data.val_faults``: add a faulty copy of each normal validation window (label 1), so validation has both
+    classes even when the file labels nothing there: the run's objective, never computed on test labels. The
+    faults act on the recorded values (a dropout reads 0 in the file's units, not the training mean)."""
     if not data_cfg.val_faults or len(val) == 0:
         return val
     check_faults(data_cfg.faults, "data.faults")
     labels = np.zeros(len(val), dtype=np.int64) if val.labels is None else val.labels
     normal = val.select(labels == 0)
-    faulty, _ = inject_faults(normal.values, np.random.default_rng(int(data_cfg.fault_seed)), data_cfg.faults)
+    raw = normal.values * scaler.scale + scaler.shift  # [N, window, channels]
+    faulty, _ = inject_faults(raw, np.random.default_rng(int(data_cfg.fault_seed)), data_cfg.faults)
+    faulty = scaler.transform(faulty.reshape(-1, faulty.shape[-1])).reshape(faulty.shape)
     copies = Windows(faulty, normal.last_rows, np.ones(len(normal), dtype=np.int64), normal.files)
     return Windows.concatenate([Windows(val.values, val.last_rows, labels, val.files), copies])
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rl_runner import detection
 from rl_runner.agents import build_agent
@@ -65,7 +65,7 @@ class EpochLoop:
         self.epoch_rng_state: torch.Tensor | None = None  # the generator before this epoch's order was drawn
         self.order: torch.Tensor | None = None
         self.threshold: float | None = None  # from the last evaluation; rl-eval flags new data with it
-        self.scoring = scoring_name(cfg)  # what the threshold was computed with
+        self.threshold_signature: str | None = None  # what the scores it was chosen from depend on
 
     # ---------------------------------------------------------------- state
     def begin(self, saved: dict | None) -> None:
@@ -73,7 +73,8 @@ class EpochLoop:
         if saved is None:
             return
         self.epoch, self.batch_in_epoch = saved["epoch"], saved["batch_in_epoch"]
-        self.threshold = saved.get("threshold")
+        # a checkpoint from before thresholds were saved has none: the next evaluation sets it
+        self.threshold, self.threshold_signature = saved.get("threshold"), saved.get("threshold_signature")
         if saved["epoch_rng_state"] is not None:  # draw the interrupted epoch's order again
             self._new_order(saved["epoch_rng_state"])
 
@@ -89,7 +90,8 @@ class EpochLoop:
             "epoch_rng_state": self.epoch_rng_state,
             "scaler": self.data.scaler.state_dict(),  # rl-eval scales new data as this run's training data
             "threshold": self.threshold,
-            "threshold_scoring": self.scoring,
+            "threshold_signature": self.threshold_signature,
+            "channels": self.data.channels,  # rl-eval refuses data whose columns differ
         }
 
     def optional_groups(self) -> Mapping[str, Stateful]:
@@ -114,7 +116,7 @@ class EpochLoop:
             report = DetectionReport.measure(self.agent, self.data, self.percentile)
         finally:
             self.agent.train_mode(True)
-        self.threshold = report.threshold
+        self.threshold, self.threshold_signature = report.threshold, score_signature(self.agent)
         if report.threshold is None and len(self.data.val):
             log.warning("no normal validation window: no threshold, so nothing is flagged and no F1 is reported")
         write_json(self.run_dir / RESULTS_NAME, {"step": self.clock.step, **report.results(self.data)})
@@ -242,20 +244,36 @@ def score_windows(agent: DatasetAgent, windows: Windows) -> tuple[np.ndarray, fl
 SPLITS = ("val", "test", "all")
 
 
-def scoring_name(cfg: DictConfig) -> str | None:
-    """The agent's scoring method where it has a choice (AnoGAN), which a saved threshold belongs to."""
-    scoring = OmegaConf.select(cfg, "agent.scoring")
-    return None if scoring is None else str(getattr(scoring, "value", scoring))
+def score_signature(agent: DatasetAgent) -> str | None:
+    """What the scale of the agent's scores depends on, where it has choices (AnoGAN's scoring method and
+    search settings): a saved threshold applies only to scores with the same signature."""
+    signature = getattr(agent, "score_signature", None)
+    return None if signature is None else signature()
+
+
+def named(channels: list[str]) -> bool:
+    """Whether channels have names to compare (a CSV's columns), not a .npy's positions (``channel_0``, ...)."""
+    return channels != [f"channel_{i}" for i in range(len(channels))]
 
 
 def load_trained(
     cfg: DictConfig, checkpoint: Path, device: torch.device, whole_series: bool = False
 ) -> tuple[DatasetAgent, WindowData, dict]:
-    """A checkpoint's agent (in evaluation mode), the data of ``cfg.data`` scaled as the run's training data,
-    and the loop state saved with it (scaler, threshold)."""
-    saved = load_progress(checkpoint)["loop"]
+    """A checkpoint's agent (in evaluation mode, at the checkpoint's step: a checkpoint from AnoGAN's GAN phase
+    has no trained encoder), the data of ``cfg.data`` scaled as the run's training data, and the loop state
+    saved with it (scaler, threshold, channels)."""
+    progress = load_progress(checkpoint)
+    saved = progress["loop"]
     data = load_data(cfg.data, scaler_state=saved["scaler"], whole_series=whole_series)
-    agent = make_agent(cfg, data, device, Clock.at_end(int(cfg.total_steps)))
+    trained_on = saved.get("channels", data.channels)
+    if data.channels != trained_on and named(data.channels) and named(trained_on):
+        raise ValueError(
+            f"data.path={cfg.data.get('path', cfg.data.source)}: channels {data.channels} differ from the "
+            f"{trained_on} this run was trained on"
+        )
+    clock = Clock(horizon=int(cfg.total_steps))
+    clock.load_state_dict(progress["clock"])
+    agent = make_agent(cfg, data, device, clock)
     load_finite_into(checkpoint, agent.state_groups(), map_location=device)
     agent.train_mode(False)
     return agent, data, saved
@@ -283,15 +301,16 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     if own:
         lines.append(", ".join(f"{name} {value:.6g}" for name, value in own.items()) + " (normal windows)")
     threshold = saved.get("threshold")
-    if threshold is not None and saved.get("threshold_scoring") != scoring_name(cfg):
+    if threshold is not None and saved.get("threshold_signature") != score_signature(agent):
         normal = data.val.select(normal_mask(data.val))
         threshold = None
         if len(normal):
             percentile = float(cfg.agent.threshold_percentile)
             threshold = detection.threshold_at(score_windows(agent, normal)[0], percentile)
             lines.append(
-                f"threshold recomputed for agent.scoring={scoring_name(cfg)}: the {percentile:g}th percentile of "
-                f"{len(normal)} normal validation windows"
+                f"threshold recomputed for {score_signature(agent)} (the run's was for "
+                f"{saved.get('threshold_signature')}): the {percentile:g}th percentile of {len(normal)} normal "
+                "validation windows"
             )
     flags = None if threshold is None else scores > threshold
     path = checkpoint.parents[1] / "scores" / f"{checkpoint.name}_{split}.csv"
