@@ -80,7 +80,7 @@ class Windows:
             values=np.concatenate([part.values for part in parts]),
             last_rows=np.concatenate([part.last_rows for part in parts]),
             labels=np.concatenate([part.labels for part in parts]) if labelled else None,
-            files=np.concatenate([part.file_index + 0 for part in parts]),
+            files=np.concatenate([part.file_index for part in parts]),
         )
 
 

@@ -251,6 +251,7 @@ def _cut(recording: Recording, scaled: np.ndarray, window: int, stride: int) -> 
     row, and may start before it, so every test row gets a score. Training keeps only windows without an
     anomalous row; the others keep their last row's label."""
     labels = recording.labels
+    anomalous_rows = None if labels is None else np.concatenate([[0], np.cumsum(labels)])  # before each row
     first_test_start = max(recording.val_end - window + 1, 0)
     parts = {  # name: (first row, end row) of the rows the part's windows are cut from
         "train": (0, recording.train_end),
@@ -267,7 +268,6 @@ def _cut(recording: Recording, scaled: np.ndarray, window: int, stride: int) -> 
         ends = starts + window - 1
         keep = np.ones(len(starts), dtype=bool)
         if name != "test" and labels is not None:
-            anomalous_rows = np.concatenate([[0], np.cumsum(labels)])
             clean = anomalous_rows[ends + 1] - anomalous_rows[starts] == 0
             # training: normal windows only; validation: no window labelled normal (by its last row) with an
             # anomalous row earlier in it, as it would count as normal when the threshold is chosen

@@ -11,6 +11,7 @@ resume, signals, the NaN stop and the summary come from the shared skeleton in `
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ from rl_runner.clock import Clock
 from rl_runner.data import WindowData, Windows, load_data
 from rl_runner.logging import MetricAccumulator, RunLogger
 from rl_runner.runners.base import RunContext, RunSkeleton
-from rl_runner.runners.record import write_json
+from rl_runner.runners.record import write_atomically, write_json
 
 RESULTS_NAME = "results.json"
 log = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ class DetectionReport:
         self.splits: dict[str, Windows | None] = {}
         self.scores: dict[str, np.ndarray] = {}  # split -> [N] scores
         self.seconds: dict[str, float] = {}
+        self.metrics: dict[str, dict[str, float]] = {}  # split -> detection metrics, for splits with both classes
+        self.per_file: dict[str, dict[int, float]] = {}  # split -> file index -> ROC-AUC
 
     @staticmethod
     def measure(agent: DatasetAgent, data: WindowData, percentile: float) -> "DetectionReport":
@@ -155,17 +158,17 @@ class DetectionReport:
         if len(normal_val):
             report.agent_metrics = agent.evaluate(torch.as_tensor(normal_val.values, device=agent.device))
             report.threshold = detection.threshold_at(report.scores["val"][normal_mask(data.val)], percentile)
+        for name, windows in report.splits.items():
+            if name in report.scores and detection.both_classes(windows.labels):
+                report._measure_detection(name, windows)
         return report
 
-    def split_metrics(self, name: str) -> dict[str, float]:
-        windows = self.splits[name]
-        if windows is None or name not in self.scores or not detection.both_classes(windows.labels):
-            return {}
+    def _measure_detection(self, name: str, windows: Windows) -> None:
         metrics = detection.detection_metrics(windows.labels, self.scores[name], self.threshold)
-        per_file = detection.per_file_roc_auc(windows.labels, self.scores[name], windows.file_index)
-        if len(np.unique(windows.file_index)) > 1 and per_file:
-            metrics["roc_auc_file_mean"] = float(np.mean(list(per_file.values())))
-        return metrics
+        self.per_file[name] = detection.per_file_roc_auc(windows.labels, self.scores[name], windows.file_index)
+        if len(np.unique(windows.file_index)) > 1 and self.per_file[name]:
+            metrics["roc_auc_file_mean"] = float(np.mean(list(self.per_file[name].values())))
+        self.metrics[name] = metrics
 
     def logged(self) -> dict[str, Any]:
         """TensorBoard tags: scalars (floats) and images (arrays)."""
@@ -176,15 +179,13 @@ class DetectionReport:
             values["eval/val_normal_score_mean"] = float(self.scores["val"][normal_mask(val)].mean())
         if "val" in self.scores:
             values["charts/score_windows_per_second"] = len(self.scores["val"]) / max(self.seconds["val"], 1e-9)
-        val_metrics = self.split_metrics("val")
-        if val_metrics:
-            values["eval/val_roc_auc"] = val_metrics["roc_auc"]
-            values["eval/val_pr_auc"] = val_metrics["pr_auc"]
-        for key, value in self.split_metrics("test").items():
+        if "val" in self.metrics:
+            values["eval/val_roc_auc"] = self.metrics["val"]["roc_auc"]
+            values["eval/val_pr_auc"] = self.metrics["val"]["pr_auc"]
+        for key, value in self.metrics.get("test", {}).items():
             values[f"eval/{key}"] = value
-        test = self.splits["test"]
-        if "test" in self.scores and detection.both_classes(test.labels):
-            scores, labels = self.scores["test"], test.labels
+        if "test" in self.metrics:
+            scores, labels = self.scores["test"], self.splits["test"].labels
             values["images/score_histogram"] = detection.score_histogram(
                 scores[labels == 0], scores[labels == 1], self.threshold
             )
@@ -211,7 +212,7 @@ class DetectionReport:
                 "anomalous_windows": None if windows.labels is None else int(windows.labels.sum()),
                 "windows_per_second": len(windows) / max(self.seconds[name], 1e-9),
             }
-            metrics = self.split_metrics(name)
+            metrics = self.metrics.get(name)
             if metrics:
                 entry.update({k: v for k, v in metrics.items() if not k.startswith("best_f1")})
                 entry["peeking_at_labels"] = {
@@ -219,8 +220,8 @@ class DetectionReport:
                     "best_f1_threshold": metrics["best_f1_threshold"],
                     "note": "the best F1 over all thresholds, chosen with these labels: an upper bound, not a result",
                 }
-                per_file = detection.per_file_roc_auc(windows.labels, self.scores[name], windows.file_index)
                 if len(data.files) > 1:
+                    per_file = self.per_file[name]
                     entry["roc_auc_per_file"] = {data.files[index]: value for index, value in per_file.items()}
             content["validation" if name == "val" else "test"] = entry
         return content
@@ -349,9 +350,8 @@ def write_scores(
         columns["flagged"] = flags.astype(int).tolist()
     if windows.labels is not None:
         columns["label"] = windows.labels.tolist()
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(columns)
-        writer.writerows(zip(*columns.values()))
-    temporary.replace(path)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(columns)
+    writer.writerows(zip(*columns.values()))
+    write_atomically(path, text.getvalue())

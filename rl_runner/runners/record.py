@@ -126,10 +126,15 @@ class RunRecord:
 
 
 def write_json(path: Path, content: Any) -> None:
-    """``content`` as indented JSON, written to a temporary name and renamed: a reader never sees half a file."""
+    """``content`` as indented JSON, written atomically."""
+    write_atomically(path, json.dumps(content, indent=2) + "\n")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """``text`` written to a temporary name and renamed: a reader never sees half a file."""
     temporary = path.with_name(f".{path.name}.tmp")
     try:
-        temporary.write_text(json.dumps(content, indent=2) + "\n")
+        temporary.write_text(text)
         os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
