@@ -220,12 +220,14 @@ def test_a_layer_without_a_handler_is_refused_by_name(wrapper: Callable[[gym.Env
         env_state(env)
 
 
-def test_atari_snapshots_are_refused_for_now() -> None:
+def test_atari_snapshots_cover_the_emulator_and_the_preprocessing() -> None:
+    """Exact Atari snapshots are tested in tests/test_pixel_envs.py; here only what a snapshot holds."""
     env = make_env(compose_config(["env=breakout"]).env)
     env.reset(seed=0)
-    with pytest.raises(UnsupportedEnvState, match="AtariPreprocessing: no snapshot handler") as refused:
-        env_state(env)
-    assert "AtariEnv: no snapshot handler (the ALE emulator state" in str(refused.value)
+    layers = {layer["class"]: layer["state"] for layer in env_state(env)["layers"]}
+    assert isinstance(layers["AtariEnv"]["ale"], bytes) and layers["AtariEnv"]["game"] == "breakout"
+    assert sorted(layers["AtariPreprocessing"]) == ["game_over", "lives", "obs_buffer"]
+    assert layers["LearningSignals"] == {"lives": 5}
     env.close()
 
 
@@ -239,7 +241,7 @@ def test_restore_refuses_a_different_layer_stack() -> None:
 
 def test_breakout_is_preprocessed_as_configured() -> None:
     cfg = compose_config(["env=breakout"]).env
-    assert list(cfg.wrappers) == ["atari_preprocessing", "frame_stack"]
+    assert list(cfg.wrappers) == ["atari_preprocessing", "fire_reset", "learning_signals", "frame_stack"]
     env = make_env(cfg)
     obs, _ = env.reset(seed=0)
     assert env.observation_space.shape == obs.shape == (4, 84, 84) and obs.dtype == np.uint8

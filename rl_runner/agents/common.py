@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
+
+from rl_runner.agents.base import Transition
 
 
 def make_target(online: nn.Module) -> nn.Module:
@@ -101,6 +103,31 @@ def require_vector_observations(observation_space: gym.spaces.Space, agent: str)
     if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
         raise ValueError(f"{agent}'s MLP needs flat vector observations, the env has {observation_space}")
     return int(observation_space.shape[0])
+
+
+def is_image_space(space: gym.spaces.Space) -> bool:
+    """Image observations [C, H, W] of bytes or booleans (Atari frame stacks, MinAtar's object channels)."""
+    return isinstance(space, gym.spaces.Box) and len(space.shape) == 3 and space.dtype in (np.uint8, np.bool_)
+
+
+def learning_signals(transition: Transition) -> tuple[np.ndarray, np.ndarray]:
+    """The rewards [N] and terminations [N] an agent learns from: the env's own, or the learning-only versions an
+    env's ``learning_signals`` wrapper reports in the infos (Atari's clipped rewards and life-loss terminals), so
+    that what is logged stays the raw game. Where an episode ended this step the infos are the new episode's
+    reset's and the ended step's own are in ``final_info``."""
+    done = transition.terminated | transition.truncated
+    rewards = _info_values(transition.infos, "learning_reward", done, transition.rewards)
+    terminated = _info_values(transition.infos, "learning_terminated", done, transition.terminated)
+    return rewards, terminated.astype(bool)
+
+
+def _info_values(infos: Mapping[str, Any], key: str, done: np.ndarray, default: np.ndarray) -> np.ndarray:
+    values = np.array(default, copy=True)
+    for source, where in ((infos, ~done), (infos.get("final_info", {}), done)):
+        if key in source:
+            reported = source[f"_{key}"] & where
+            values[reported] = source[key][reported]
+    return values
 
 
 class ObservationEncoder:

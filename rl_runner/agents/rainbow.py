@@ -10,9 +10,14 @@
 - ``distributional``: C51, a categorical return distribution on ``atoms`` points in [v_min, v_max] trained
   by cross-entropy to its projected Bellman target (Bellemare et al., 2017).
 
-The network is the ``net`` MLP torso (``net.depth - 1`` hidden layers) followed by the Q head, whose streams
-hold the last hidden layer (noisy when ``noisy``). The target net is a frozen copy synced every
-``target_update`` updates (``tau`` = 1 copies, below 1 moves it part of the way).
+The network is a torso followed by the Q head, whose streams hold one hidden layer (noisy when ``noisy``): for
+vector observations the ``net`` MLP (``net.depth - 1`` hidden layers, the head holds the last), for images a
+conv torso (``net=nature_cnn`` on Atari, ``minatar_cnn`` on MinAtar; the head holds ``net.hidden`` units). The
+target net is a frozen copy synced every ``target_update`` updates (``tau`` = 1 copies, below 1 moves it part of
+the way). Image observations are replayed from ``FrameReplay`` (each frame stored once, as bytes).
+
+It learns from the env's learning signals where an env provides them (Atari's clipped rewards and optional
+life-loss terminals, ``conf/env/breakout.yaml``), while the runner logs the raw game score.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ from rl_runner.agents.base import Transition
 from rl_runner.agents.common import (
     PeriodicTargetSync,
     clipped_gradient_step,
+    is_image_space,
+    learning_signals,
     make_adam,
     make_target,
     replay_needed_to_learn,
-    require_vector_observations,
 )
 from rl_runner.agents.value_targets import (
     EpsilonSchedule,
@@ -41,13 +47,14 @@ from rl_runner.agents.value_targets import (
     next_actions,
     pick,
 )
-from rl_runner.buffers import NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
+from rl_runner.buffers import FrameReplay, NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
 from rl_runner.clock import Clock, linear_schedule
-from rl_runner.config import MLPConfig
-from rl_runner.networks import ACTIVATIONS, hidden_layers, resolve_net_spec
+from rl_runner.config import Activation
+from rl_runner.networks import ACTIVATIONS
 from rl_runner.networks.noisy import NoisyLinear, mean_sigma, noisy_layers, reset_noise, set_noise
 from rl_runner.networks.q_heads import QHead
+from rl_runner.networks.torsos import head_torso
 
 # The command-line override that switches each part off: ablations in the tests and scripts/bench_rainbow.py.
 PARTS_OFF = {
@@ -61,17 +68,22 @@ PARTS_OFF = {
 
 
 class QNetwork(nn.Module):
-    """Observations [..., O] -> head outputs [..., A, atoms] (Q-values when atoms == 1, logits otherwise)."""
+    """Observations [..., *obs_shape] -> head outputs [..., A, atoms] (Q-values when atoms == 1, logits otherwise)."""
 
     def __init__(
-        self, obs_dim: int, num_actions: int, spec: MLPConfig, atoms: int, dueling: bool, noisy: bool, sigma0: float
+        self,
+        observation_space: gym.spaces.Space,
+        num_actions: int,
+        net: Mapping[str, Any],
+        atoms: int,
+        dueling: bool,
+        noisy: bool,
+        sigma0: float,
     ) -> None:
         super().__init__()
-        if spec.depth < 1:
-            raise ValueError("Rainbow needs net.depth >= 1: the head's streams hold the last hidden layer")
-        self.torso = nn.Sequential(*hidden_layers(obs_dim, spec, depth=spec.depth - 1))
-        width = spec.hidden if spec.depth > 1 else obs_dim
-        self.head = QHead(width, num_actions, spec.hidden, atoms, dueling, noisy, sigma0, ACTIVATIONS[spec.activation])
+        self.torso, width = head_torso(observation_space, net, "Rainbow")
+        activation = ACTIVATIONS[Activation(net["activation"])]
+        self.head = QHead(width, num_actions, int(net["hidden"]), atoms, dueling, noisy, sigma0, activation)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.torso(obs))
@@ -117,7 +129,6 @@ class Rainbow:
     ) -> None:
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError(f"Rainbow needs discrete actions, the env has {action_space}")
-        obs_dim = require_vector_observations(observation_space, "Rainbow")
         self.device, self.clock = device, clock
         self.gamma, self.batch_size, self.grad_clip = float(gamma), int(batch_size), float(grad_clip)
         self.double, self.per, self.noisy, self.distributional = (
@@ -135,10 +146,9 @@ class Rainbow:
 
         self.atoms = int(atoms) if self.distributional else 1
         self.support = torch.linspace(float(v_min), float(v_max), self.atoms, device=device)  # [atoms]
-        spec = resolve_net_spec(net)
-        self.online = QNetwork(obs_dim, self.num_actions, spec, self.atoms, bool(dueling), self.noisy, noisy_sigma0).to(
-            device
-        )
+        self.online = QNetwork(
+            observation_space, self.num_actions, net, self.atoms, bool(dueling), self.noisy, noisy_sigma0
+        ).to(device)
         self.target = make_target(self.online)
         self.target_sync = PeriodicTargetSync(self.target, self.online, float(tau), int(target_update))
         self.params = list(self.online.parameters())
@@ -146,7 +156,12 @@ class Rainbow:
         self.noisy_online, self.noisy_target = noisy_layers(self.online), noisy_layers(self.target)
         self.noise_resets = 0  # acting steps and updates that drew new noise (tests count them)
 
-        storage = ReplayBuffer(int(buffer_size), observation_space.shape, (), device, discounts=True)
+        self.images = is_image_space(observation_space)
+        if self.images:
+            storage = FrameReplay(int(buffer_size), observation_space.shape, num_envs, device, n_step=int(n_step))
+        else:
+            storage = ReplayBuffer(int(buffer_size), observation_space.shape, (), device, discounts=True)
+        self.storage = storage
         seed = int(torch.randint(2**31 - 1, ()))  # from the seeded torch stream: runs stay repeatable
         self.replay = PrioritizedReplay(storage, float(per_alpha), float(per_eps), seed) if self.per else storage
         self.nstep = NStepAccumulator(int(n_step), self.gamma, num_envs)
@@ -169,7 +184,8 @@ class Rainbow:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
-        obs_tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)  # [N, O]
+        # images stay bytes until the torso scales them on the device
+        obs_tensor = torch.as_tensor(obs, dtype=None if self.images else torch.float32, device=self.device)
         if explore and self.noisy:
             self._reset_noise(self.noisy_online)
         set_noise(self.noisy_online, explore)  # evaluation: the mean weights
@@ -182,7 +198,10 @@ class Rainbow:
         return (epsilon_greedy(greedy, self.num_actions, epsilon) + self.action_start).cpu().numpy()
 
     def reset(self, done: np.ndarray, explore: bool = True) -> None:
-        pass  # no per-episode acting state; the n-step windows close with the transitions that end episodes
+        # no per-episode acting state. The n-step windows close with the transitions that end episodes; they are
+        # dropped here for a resume that could not restore the env and starts new episodes mid-window
+        if explore:
+            self.nstep.drop(done)
 
     def _reset_noise(self, *layer_lists: list[NoisyLinear]) -> None:
         for layers in layer_lists:
@@ -192,7 +211,9 @@ class Rainbow:
     # ---------------------------------------------------------------- memory
     def observe(self, transition: Transition) -> None:
         t = transition
-        ready = self.nstep.add(t.obs, t.actions - self.action_start, t.rewards, t.next_obs, t.terminated, t.truncated)
+        rewards, terminated = learning_signals(t)
+        obs, next_obs = self.storage.encode(t.obs, t.next_obs) if self.images else (t.obs, t.next_obs)
+        ready = self.nstep.add(obs, t.actions - self.action_start, rewards, next_obs, terminated, t.truncated)
         if ready is not None:
             self.replay.add(
                 obs=ready.obs,

@@ -63,6 +63,11 @@ class NStepAccumulator:
             discounts=np.asarray(columns[5], dtype=np.float64),
         )
 
+    def drop(self, envs: np.ndarray) -> None:
+        """Forget the steps waiting in these envs' windows (a bool mask [num_envs]): their episodes are gone."""
+        for env in np.flatnonzero(envs):
+            self.windows[env].clear()
+
     def _leave(self, window: deque, next_obs: np.ndarray, terminated: bool) -> tuple:
         """The oldest waiting step leaves with the discounted rewards of the whole window."""
         steps = len(window)

@@ -12,12 +12,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from rl_runner.buffers.frames import FrameReplay, raise_all_lost
 from rl_runner.buffers.replay import ReplayBuffer, TransitionBatch
 from rl_runner.buffers.sum_tree import SumTree
 
 
 class PrioritizedReplay:
-    def __init__(self, storage: ReplayBuffer, alpha: float, epsilon: float = 1e-6, seed: int = 0) -> None:
+    def __init__(self, storage: ReplayBuffer | FrameReplay, alpha: float, epsilon: float = 1e-6, seed: int = 0) -> None:
         self.storage = storage
         self.capacity = storage.capacity
         self.alpha = alpha
@@ -36,15 +37,26 @@ class PrioritizedReplay:
 
     def sample(self, batch_size: int, beta: float) -> tuple[TransitionBatch, np.ndarray, torch.Tensor]:
         """A stratified batch, its slots and its importance-sampling weights [B] (on the storage's device)."""
+        slots = self._draw(batch_size)
+        lost = self.storage.lost(slots)
+        while lost.any():  # transitions whose frames were overwritten (FrameReplay): never drawn again
+            self.tree.set(slots[lost], np.zeros(int(lost.sum())))
+            if self.tree.total <= 0:
+                raise_all_lost(self.capacity)
+            slots = self._draw(batch_size)
+            lost = self.storage.lost(slots)
         total = self.tree.total
-        edges = np.arange(batch_size) * (total / batch_size)
-        slots = self.tree.find(edges + self.rng.uniform(0.0, total / batch_size, size=batch_size))
         probabilities = self.tree.get(slots) / total
         smallest = self.tree.min / total
         size = len(self.storage)
         weights = (size * probabilities) ** -beta / (size * smallest) ** -beta
         batch = self.storage.gather(torch.as_tensor(slots, device=self.storage.device))
         return batch, slots, torch.as_tensor(weights, dtype=torch.float32, device=self.storage.device)
+
+    def _draw(self, batch_size: int) -> np.ndarray:
+        total = self.tree.total
+        edges = np.arange(batch_size) * (total / batch_size)
+        return self.tree.find(edges + self.rng.uniform(0.0, total / batch_size, size=batch_size))
 
     def update_priorities(self, slots: np.ndarray, errors: torch.Tensor) -> None:
         """New priorities from the last update's per-sample errors (TD error or cross-entropy)."""

@@ -101,6 +101,10 @@ class ReplayBuffer:
         self.size = min(self.size + count, self.capacity)
         return slots
 
+    def lost(self, slots: np.ndarray) -> np.ndarray:
+        """Which of these transitions can no longer be sampled: none here (see ``FrameReplay.lost``)."""
+        return np.zeros(len(slots), dtype=bool)
+
     def _unpack(self, rows: torch.Tensor) -> TransitionBatch:
         return TransitionBatch(**self.layout.unpack(rows))
 

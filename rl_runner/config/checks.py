@@ -58,9 +58,12 @@ def check_values(cfg: DictConfig) -> None:
     if missing:
         raise ConfigError(f"no value for {', '.join(missing)}: set it on the command line ({missing[0]}=...)")
     problems = _bound_violations(cfg, "")
+    for group in ("agent", "net"):  # relations between fields, e.g. agent.v_min < agent.v_max
+        node = cfg.get(group)
+        schema = OmegaConf.get_type(node) if node is not None else None
+        if hasattr(schema, "problems"):
+            problems += schema.problems(node)
     schema = OmegaConf.get_type(cfg.agent)
-    if hasattr(schema, "problems"):  # relations between fields, e.g. agent.v_min < agent.v_max
-        problems += schema.problems(cfg.agent)
     if hasattr(schema, "run_problems"):  # relations with the run's keys, e.g. anogan's total_steps
         problems += schema.run_problems(cfg)
     if problems:
@@ -76,8 +79,6 @@ def check_compatibility(cfg: DictConfig) -> None:
         entry = runner_entry(agent.runner)
     except ValueError as error:
         raise ConfigError(str(error)) from error
-    if cfg.net.name not in list(agent.nets):
-        raise ConfigError(f"agent={agent.name} cannot build net={cfg.net.name}; it builds {', '.join(agent.nets)}")
     if entry.needs == "env":
         if cfg.env is None:
             raise ConfigError(f"agent={agent.name} learns from an environment: choose one with env=...")
@@ -95,6 +96,8 @@ def check_compatibility(cfg: DictConfig) -> None:
             raise ConfigError(f"agent={agent.name} learns from a data set: choose one with data=...")
         if cfg.env is not None:
             raise ConfigError(f"agent={agent.name} learns from data, not from an environment: drop env={cfg.env.id}")
+    if cfg.net.name not in list(agent.nets):  # after the env: a pixel env picks its conv torso itself
+        raise ConfigError(f"agent={agent.name} cannot build net={cfg.net.name}; it builds {', '.join(agent.nets)}")
 
 
 def check_config(cfg: DictConfig, check_device: bool = True) -> None:

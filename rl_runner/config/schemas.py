@@ -150,6 +150,31 @@ class Conv1DConfig:
 
 
 @dataclass
+class PixelNetConfig:
+    """A convolutional torso for image observations [C, H, W], then ``hidden`` units in the agent's head."""
+
+    name: str = MISSING
+    channels: List[int] = MISSING  # output channels of each conv layer
+    kernels: List[int] = MISSING  # square kernel size of each layer
+    strides: List[int] = MISSING  # stride of each layer
+    hidden: int = positive()  # units of the head's hidden layer
+    init: Init = MISSING
+    activation: Activation = MISSING
+
+    @staticmethod
+    def problems(node: Any) -> list[str]:
+        lengths = {key: len(node[key]) for key in ("channels", "kernels", "strides")}
+        problems = []
+        if len(set(lengths.values())) != 1 or not lengths["channels"]:
+            sizes = ", ".join(f"net.{key} has {length}" for key, length in lengths.items())
+            problems.append(f"net.channels, net.kernels and net.strides need one entry per conv layer ({sizes})")
+        for key in lengths:
+            if any(value < 1 for value in node[key]):
+                problems.append(f"net.{key}={list(node[key])} must all be positive")
+        return problems
+
+
+@dataclass
 class NetOverride:
     """Per-network changes to the shared ``net`` group; a field left null inherits from ``net``."""
 
@@ -435,7 +460,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     },
     "env": {"env": EnvConfig},
     "data": {"array": ArrayDataConfig, "waveform": WaveformDataConfig},
-    "net": {"mlp": MLPConfig, "conv1d": Conv1DConfig},
+    "net": {"mlp": MLPConfig, "conv1d": Conv1DConfig, "pixels": PixelNetConfig},
 }
 
 

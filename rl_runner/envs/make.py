@@ -22,6 +22,17 @@ def _register_atari() -> None:
     gym.register_envs(ale_py)
 
 
+def _register_minatar(env_id: str) -> None:
+    """MinAtar registers its gymnasium envs only when asked (and its import takes matplotlib and seaborn)."""
+    if env_id in gym.registry:
+        return
+    try:
+        import minatar.gym
+    except ImportError as error:
+        raise ValueError(f"env.id={env_id!r} needs the minatar package: pip install minatar ({error})") from error
+    minatar.gym.register_envs()
+
+
 def make_env(env_cfg: DictConfig, render_mode: str | None = None) -> gym.Env:
     """One env with the configured wrappers. Seeding happens at ``reset(seed=...)``."""
     kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
@@ -31,6 +42,8 @@ def make_env(env_cfg: DictConfig, render_mode: str | None = None) -> gym.Env:
         kwargs["render_mode"] = render_mode
     if env_cfg.id.startswith("ALE/"):
         _register_atari()
+    elif env_cfg.id.startswith("MinAtar/"):
+        _register_minatar(env_cfg.id)
     try:
         env = gym.make(env_cfg.id, **kwargs)
     except gym.error.Error as error:

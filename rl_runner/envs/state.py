@@ -12,14 +12,24 @@ exception is ``MujocoEnv``, whose subclasses keep their whole dynamic state in M
 
 Besides its layers, a snapshot holds the base env's ``np_random`` (resets and some dynamics draw from it),
 and, from ``vector_env_state``, the vector env's own per-env bookkeeping. Everything is plain dicts, lists,
-numbers and numpy arrays, so a snapshot goes through ``torch.save``.
+numbers, bytes and numpy arrays (no objects of an env's package), so a snapshot goes through ``torch.save``.
 
-Not covered yet: Atari (the ALE emulator, and ``AtariPreprocessing``'s frame buffer and life counter).
+Covered: classic control, MuJoCo, the project's T-maze, Atari (ale_py's ``AtariEnv``: the emulator with its
+RNG, and ``AtariPreprocessing``'s frame buffer and life counter; not with the ALE's sticky actions, see
+``_capture_atari``), MinAtar (``minatar.gym.BaseEnv``: the game and its RNGs), and every wrapper in
+``rl_runner.envs.wrappers.WRAPPERS``. The Atari and MinAtar handlers are registered the first time a snapshot
+meets one of their classes (so the package is already imported): importing this module imports neither
+(MinAtar pulls in matplotlib and seaborn, about 2 s). A restore works on a freshly made env that was never
+reset, as a resumed run's envs are.
+
+Not covered: ALE envs with ``repeat_action_probability > 0`` (refused), other envs (Box2D, toy text, ...),
+wrappers outside that table (e.g. ``ClipReward``), and ``AsyncVectorEnv`` (its sub-envs live in other processes).
 """
 
 from __future__ import annotations
 
 import copy
+import pickle
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -45,7 +55,7 @@ from gymnasium.wrappers import (
     TimeLimit,
 )
 
-from rl_runner.envs.wrappers import ObservationSubset
+from rl_runner.envs.wrappers import ChannelsFirst, FireReset, LearningSignals, ObservationSubset
 
 EnvState = dict[str, Any]
 
@@ -59,6 +69,9 @@ class SnapshotHandler:
     capture: Callable[[Any], dict[str, Any]]  # layer -> its state (copied, so later steps cannot change it)
     restore: Callable[[Any, dict[str, Any]], None]  # (layer, state) -> None; must copy too: states are reused
     subclasses: bool = False  # whether it also covers subclasses, which could otherwise keep state it misses
+    # (layer, state) -> None: raises UnsupportedEnvState if the state does not fit this layer (another game,
+    # another buffer size); every layer of every env is checked before any is restored
+    check: Callable[[Any, dict[str, Any]], None] | None = None
 
 
 _HANDLERS: dict[type, SnapshotHandler] = {}
@@ -70,9 +83,10 @@ def register_snapshot_handler(
     restore: Callable[[Any, dict[str, Any]], None],
     *,
     subclasses: bool = False,
+    check: Callable[[Any, dict[str, Any]], None] | None = None,
 ) -> None:
     """Make layers of class ``cls`` snapshottable (a custom wrapper or env class, for instance)."""
-    _HANDLERS[cls] = SnapshotHandler(capture, restore, subclasses)
+    _HANDLERS[cls] = SnapshotHandler(capture, restore, subclasses, check)
 
 
 # ------------------------------------------------------------------------------------------- single env
@@ -158,6 +172,7 @@ def _handlers(layers: list[Any]) -> list[SnapshotHandler]:
 
 
 def _handler(layer: Any) -> SnapshotHandler | None:
+    _register_optional(type(layer))
     for cls in type(layer).__mro__:  # most specific first
         handler = _HANDLERS.get(cls)
         if handler is not None and (cls is type(layer) or handler.subclasses):
@@ -167,10 +182,10 @@ def _handler(layer: Any) -> SnapshotHandler | None:
 
 def _missing_reason(layer: Any) -> str:
     name = type(layer).__name__
-    if isinstance(layer, AtariPreprocessing):
-        return f"{name}: no snapshot handler (its max-pool frame buffer and life counter are not captured yet)"
-    if type(layer).__module__.split(".")[0] == "ale_py":
-        return f"{name}: no snapshot handler (the ALE emulator state is not captured yet)"
+    package = type(layer).__module__.split(".")[0]
+    covered = [f"{module}.{qualname}" for module, qualname in _OPTIONAL if module.split(".")[0] == package]
+    if covered:  # a subclass, or another class of the package, may keep state the handler misses
+        return f"{name}: no snapshot handler (of {package}'s classes only {', '.join(covered)} itself has one)"
     return f"{name}: no snapshot handler; register one with rl_runner.envs.state.register_snapshot_handler"
 
 
@@ -179,7 +194,11 @@ def _check_layers(env: gym.Env, state: EnvState) -> tuple[list[Any], list[Snapsh
     saved = "<".join(layer["class"] for layer in state["layers"])
     if saved != _describe(layers):
         raise UnsupportedEnvState(f"the snapshot is of {saved}, this env is {_describe(layers)}")
-    return layers, _handlers(layers)
+    handlers = _handlers(layers)
+    for layer, handler, saved_layer in zip(layers, handlers, state["layers"]):
+        if handler.check is not None:
+            handler.check(layer, saved_layer["state"])
+    return layers, handlers
 
 
 # ------------------------------------------------------------------------------------------- handlers
@@ -209,9 +228,53 @@ register_snapshot_handler(
     ),
 )
 
-# Stateless observation wrappers from rl_runner.envs.wrappers.
-for _stateless in (FlattenObservation, GrayscaleObservation, ObservationSubset, ResizeObservation):
+# Stateless wrappers from rl_runner.envs.wrappers. ChannelsFirst transposes.
+for _stateless in (
+    ChannelsFirst,
+    FlattenObservation,
+    GrayscaleObservation,
+    ObservationSubset,
+    ResizeObservation,
+):
     register_snapshot_handler(_stateless, *_attributes())
+
+# LearningSignals: the lives counter of the previous step, which the next step's life-loss check compares with.
+register_snapshot_handler(LearningSignals, *_attributes("lives"))
+# FireReset: the lives counter after the last step, which tells whether the next one lost a life.
+register_snapshot_handler(FireReset, *_attributes("lives"))
+
+
+# AtariPreprocessing: its max-pool buffer (two frames; with frame_skip >= 2 every step overwrites both before
+# reading them, with frame_skip 1 the second stays as reset left it), the lives counter its life-loss
+# terminal compares with, and game_over. Its no-op count is drawn inside reset from the base env's
+# np_random, which env_state keeps; everything else is a constructor constant.
+def _capture_atari_preprocessing(layer: AtariPreprocessing) -> dict[str, Any]:
+    return {
+        "obs_buffer": [frame.copy() for frame in layer.obs_buffer],
+        "lives": layer.lives,
+        "game_over": layer.game_over,
+    }
+
+
+def _check_atari_preprocessing(layer: AtariPreprocessing, state: dict[str, Any]) -> None:
+    saved = [(frame.shape, frame.dtype) for frame in state["obs_buffer"]]
+    if saved != [(frame.shape, frame.dtype) for frame in layer.obs_buffer]:
+        raise UnsupportedEnvState(
+            f"AtariPreprocessing: the saved frame buffer is {saved}, this env's is "
+            f"{[(frame.shape, frame.dtype) for frame in layer.obs_buffer]} (grayscale_obs differs)"
+        )
+
+
+def _restore_atari_preprocessing(layer: AtariPreprocessing, state: dict[str, Any]) -> None:
+    for frame, saved_frame in zip(layer.obs_buffer, state["obs_buffer"]):
+        frame[...] = saved_frame  # in place: the ALE writes its screens into these very arrays
+    layer.lives = state["lives"]
+    layer.game_over = state["game_over"]
+
+
+register_snapshot_handler(
+    AtariPreprocessing, _capture_atari_preprocessing, _restore_atari_preprocessing, check=_check_atari_preprocessing
+)
 
 
 # FrameStackObservation: the frames in its deque. Its padding_value is rewritten by every reset before it is
@@ -220,13 +283,16 @@ def _capture_frame_stack(layer: FrameStackObservation) -> dict[str, Any]:
     return {"frames": copy.deepcopy(list(layer.obs_queue))}
 
 
-def _restore_frame_stack(layer: FrameStackObservation, state: dict[str, Any]) -> None:
+def _check_frame_stack(layer: FrameStackObservation, state: dict[str, Any]) -> None:
     if len(state["frames"]) != layer.stack_size:
         raise UnsupportedEnvState(f"saved {len(state['frames'])} stacked frames, this env stacks {layer.stack_size}")
+
+
+def _restore_frame_stack(layer: FrameStackObservation, state: dict[str, Any]) -> None:
     layer.obs_queue = deque(copy.deepcopy(state["frames"]), maxlen=layer.stack_size)
 
 
-register_snapshot_handler(FrameStackObservation, _capture_frame_stack, _restore_frame_stack)
+register_snapshot_handler(FrameStackObservation, _capture_frame_stack, _restore_frame_stack, check=_check_frame_stack)
 
 # Classic control: what step() reads besides the constructor's constants. Pendulum's last_u only feeds
 # render(), kept so a rendered frame after a resume matches too.
@@ -283,3 +349,94 @@ def _restore_mujoco(env: MujocoEnv, state: dict[str, Any]) -> None:
 
 
 register_snapshot_handler(MujocoEnv, _capture_mujoco, _restore_mujoco, subclasses=True)
+
+
+# ------------------------------------------------------------------------------------------- optional packages
+# ale_py's AtariEnv: the whole game is the emulator. cloneState(include_rng=True) holds the console, the game's
+# settings, the frame counters and the ALE's RNG; ALEState pickles, and its pickle is kept as bytes so the
+# snapshot holds no ale_py object. The restore works on an env that was never reset (the constructor loads the
+# ROM). AtariEnv's own np_random (stochastic frame skips, AtariPreprocessing's no-ops) is the base env's, which
+# env_state keeps; its other attributes are constructor constants.
+# Sticky actions are refused: the action a sticky frame repeats (StellaEnvironment::m_actions, ale-py 0.12) is
+# not part of ALEState, so a restored env would repeat its own last action instead of the snapshot's. Without
+# them every frame overwrites that action before using it, and the restore is exact.
+def _check_no_sticky_actions(env: Any, when: str) -> None:
+    sticky = env.ale.getFloat("repeat_action_probability")
+    if sticky > 0:
+        raise UnsupportedEnvState(
+            f"AtariEnv: {when} with sticky actions (repeat_action_probability={sticky:g}): the action they repeat "
+            "is held outside the ALE's cloneState, so only repeat_action_probability=0 continues exactly"
+        )
+
+
+def _capture_atari(env: Any) -> dict[str, Any]:
+    _check_no_sticky_actions(env, "cannot snapshot an env")
+    return {"game": env._game, "ale": pickle.dumps(env.ale.cloneState(include_rng=True))}
+
+
+def _check_atari(env: Any, state: dict[str, Any]) -> None:
+    if state["game"] != env._game:
+        raise UnsupportedEnvState(f"AtariEnv: the snapshot is of the game {state['game']}, this env plays {env._game}")
+    _check_no_sticky_actions(env, "cannot restore into an env")
+
+
+def _restore_atari(env: Any, state: dict[str, Any]) -> None:
+    env.ale.restoreState(pickle.loads(state["ale"]))
+
+
+# MinAtar's gym env (minatar.gym.BaseEnv) keeps everything in ``game``, a minatar.Environment: the sticky
+# action's last_action and RNG, and the game object ``game.env`` (positions, brick map, timers, ... as plain
+# attributes, plus the RNG its resets and spawns draw from). Until ``seed()`` the two RNGs are separate
+# RandomStates; seed() makes them one object, and the restore keeps whichever identity the snapshot had.
+# Its base np_random is never drawn from; env_state keeps it anyway.
+def _capture_minatar(env: Any) -> dict[str, Any]:
+    game = env.game
+    inner = vars(game.env)
+    return {
+        "game": game.env_name,
+        "last_action": game.last_action,
+        "random": game.random.get_state(legacy=False),
+        "game_state": {name: copy.deepcopy(value) for name, value in inner.items() if name != "random"},
+        "game_random": game.env.random.get_state(legacy=False),
+        "shared_random": game.env.random is game.random,
+    }
+
+
+def _check_minatar(env: Any, state: dict[str, Any]) -> None:
+    game = env.game
+    if state["game"] != game.env_name:
+        raise UnsupportedEnvState(
+            f"MinAtar: the snapshot is of the game {state['game']}, this env plays {game.env_name}"
+        )
+    if set(vars(game.env)) - {"random"} != set(state["game_state"]):
+        raise UnsupportedEnvState(f"MinAtar {game.env_name}: the saved game has other attributes than this one")
+
+
+def _restore_minatar(env: Any, state: dict[str, Any]) -> None:
+    game = env.game
+    game.last_action = state["last_action"]
+    game.random = np.random.RandomState()
+    game.random.set_state(copy.deepcopy(state["random"]))
+    if state["shared_random"]:
+        game.env.random = game.random
+    else:
+        game.env.random = np.random.RandomState()
+        game.env.random.set_state(copy.deepcopy(state["game_random"]))
+    for name, value in state["game_state"].items():
+        setattr(game.env, name, copy.deepcopy(value))
+
+
+# (module, class qualname) -> its handler, registered by _register_optional. Exact classes only.
+_OPTIONAL: dict[tuple[str, str], SnapshotHandler] = {
+    ("ale_py.env", "AtariEnv"): SnapshotHandler(_capture_atari, _restore_atari, check=_check_atari),
+    ("minatar.gym", "BaseEnv"): SnapshotHandler(_capture_minatar, _restore_minatar, check=_check_minatar),
+}
+
+
+def _register_optional(layer_class: type) -> None:
+    """Registers the handler of an optional package's class among ``layer_class``'s bases, unless one is
+    registered already (say, by the user)."""
+    for cls in layer_class.__mro__:
+        handler = _OPTIONAL.get((cls.__module__, cls.__qualname__))
+        if handler is not None and cls not in _HANDLERS:
+            _HANDLERS[cls] = handler

@@ -18,22 +18,23 @@ def _gain(activation: Activation) -> float:
     return nn.init.calculate_gain(name, 0.01 if activation is Activation.leaky_relu else None)  # nn.LeakyReLU's slope
 
 
-def initialise_linear(layer: nn.Linear, scheme: Init, activation: Activation, is_output: bool) -> None:
-    """Initialise one linear layer in place. ``default`` keeps PyTorch's own initialisation.
+def initialise_linear(layer: nn.Linear | nn.Conv2d, scheme: Init, activation: Activation, is_output: bool) -> None:
+    """Initialise one linear (or conv) layer in place. ``default`` keeps PyTorch's own initialisation.
 
     Every other scheme gives the output layer the DDPG paper's small uniform init, so initial actions sit in
     the middle of a tanh instead of at its saturated ends and initial Q-values are near zero; hidden layers are
     scaled for the activation that follows them."""
     if scheme is Init.default:
         return
+    fan_in, fan_out = nn.init._calculate_fan_in_and_fan_out(layer.weight)  # a conv layer: fans include the kernel area
     if is_output:
         bound = FANIN_FINAL_LAYER_BOUND
     elif scheme is Init.fanin_uniform:
-        bound = 1.0 / math.sqrt(layer.in_features)
+        bound = 1.0 / math.sqrt(fan_in)
     elif scheme is Init.he:
-        bound = _gain(activation) * math.sqrt(3.0 / layer.in_features)  # kaiming_uniform_ with this gain
+        bound = _gain(activation) * math.sqrt(3.0 / fan_in)  # kaiming_uniform_ with this gain
     elif scheme is Init.xavier:
-        bound = _gain(activation) * math.sqrt(6.0 / (layer.in_features + layer.out_features))
+        bound = _gain(activation) * math.sqrt(6.0 / (fan_in + fan_out))
     else:
         bound = None
     if bound is None:  # orthogonal

@@ -296,5 +296,16 @@ def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
         for frame in frames:
-            writer.append_data(frame)
+            writer.append_data(video_frame(frame))
     return path
+
+
+def video_frame(frame: np.ndarray, min_size: int = 160) -> np.ndarray:
+    """An env's rendered frame as the uint8 RGB a video holds: colours in [0, 1] (MinAtar's) scaled to bytes, and
+    a tiny grid (MinAtar's 10x10) enlarged by whole pixels so that each cell stays a sharp square."""
+    frame = np.asarray(frame)
+    if np.issubdtype(frame.dtype, np.floating):
+        frame = np.round(np.clip(frame, 0.0, 1.0) * 255)
+    frame = frame.astype(np.uint8)
+    scale = max(1, -(-min_size // min(frame.shape[:2])))
+    return frame.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else frame
