@@ -287,3 +287,21 @@ def test_a_replay_whose_every_transition_lost_its_frames_says_so() -> None:
     for sample in (lambda: storage.sample(4), lambda: replay.sample(4, beta=0.5)):
         with pytest.raises(RuntimeError, match=r"^every transition in the replay lost its frames: .*agent.buffer_size"):
             sample()
+
+
+def test_starting_new_episodes_drops_the_waiting_n_step_windows() -> None:
+    """A resume that cannot restore its env starts new episodes (the runner resets every env): steps waiting in
+    the n-step windows belong to the old episodes and must not be joined to the new ones."""
+    cfg = compose_config([*TINY, *MINATAR, "agent.n_step=3"])
+    envs = make_vector_env(cfg.env)
+    agent = make_agent(cfg, envs, torch.device("cpu"), Clock(horizon=1000))
+    obs, _ = envs.reset(seed=0)
+    rng = np.random.default_rng(0)
+    while not agent.nstep.windows[0]:
+        transition, obs = step_envs(envs, obs, rng)
+        agent.observe(transition)
+    agent.reset(np.ones(1, dtype=bool), explore=False)  # an evaluation episode's reset leaves training alone
+    assert agent.nstep.windows[0]
+    agent.reset(np.ones(1, dtype=bool))
+    assert not agent.nstep.windows[0]
+    envs.close()
