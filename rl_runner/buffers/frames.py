@@ -71,10 +71,10 @@ class PlaneStore:
         if tuple(saved.shape[1:]) != tuple(self.planes.shape[1:]):
             raise ValueError(f"saved replay has frames of shape {tuple(saved.shape[1:])}, this env's are "
                              f"{tuple(self.planes.shape[1:])}")  # fmt: skip
-        numbers = np.arange(max(0, written - min(saved_capacity, self.capacity)), written)
         if saved_capacity == self.capacity:
             self.planes[: len(saved)].copy_(saved)  # copy_: no temporary copy of the whole ring on the device
         else:
+            numbers = np.arange(max(0, written - min(saved_capacity, self.capacity)), written)
             for chunk in np.array_split(numbers, max(1, len(numbers) // 65536)):
                 self.planes[torch.from_numpy(chunk % self.capacity).to(self.planes.device)] = saved[
                     torch.from_numpy(chunk % saved_capacity)
@@ -123,6 +123,11 @@ class FrameReplay:
     def planes_per_observation(self) -> int:
         return self.obs_shape[0] if self.stacked else 1
 
+    @property
+    def plane_shape(self) -> tuple[int, ...]:
+        """One frame of a stack, or a whole observation when observations are not stacks."""
+        return self.obs_shape[1:] if self.stacked else self.obs_shape
+
     def encode(self, obs: np.ndarray, next_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One step of every env: observations [N, *obs_shape] -> handles [N, planes] (int64), storing the planes
         not stored yet. ``next_obs`` is the real successor (the final observation where an episode ended)."""
@@ -157,16 +162,15 @@ class FrameReplay:
 
     def _allocate(self, stacked: bool) -> None:
         self.stacked = stacked
-        plane_shape = self.obs_shape[1:] if stacked else self.obs_shape
         planes = self.capacity + self.spare_planes()
-        needed = self.bytes_per_transition() * self.capacity + (planes - self.capacity) * int(np.prod(plane_shape))
+        needed = self.bytes_per_transition() * self.capacity + (planes - self.capacity) * int(np.prod(self.plane_shape))
         available = _device_memory(self.device)
         if needed > available:
             raise ValueError(
                 f"agent.buffer_size={self.capacity} needs {needed / 1e9:.1f} GB of replay for observations of shape "
                 f"{self.obs_shape}, the {self.device.type} memory is {available / 1e9:.1f} GB: lower agent.buffer_size"
             )
-        self.store = PlaneStore(planes, plane_shape, self.device)
+        self.store = PlaneStore(planes, self.plane_shape, self.device)
         self.rows = torch.zeros((self.capacity, self.layout.width), dtype=torch.float32, device=self.device)
         self.planes_at = torch.zeros(
             (self.capacity, 2, self.planes_per_observation), dtype=torch.int32, device=self.device
@@ -179,15 +183,14 @@ class FrameReplay:
         transitions (its last next_obs, or its first obs). Up to 16 MB of spare (a quarter of the capacity at
         most) covers episodes longer than ~430 steps in a 1M Atari replay and any MinAtar episode; beyond that
         the oldest transitions lose their planes early (``lost``)."""
-        plane_bytes = int(np.prod(self.obs_shape[1:] if self.stacked else self.obs_shape))
+        plane_bytes = int(np.prod(self.plane_shape))
         per_episode = max(self.capacity // 512, min(self.capacity // 4, 16_000_000 // plane_bytes))
         return per_episode + 2 * self.num_envs * (self.n_step + self.planes_per_observation + 1)
 
     def bytes_per_transition(self) -> int:
         """Bytes this replay holds per transition once allocated: one plane, where its two observations' planes
         sit, its oldest write number and one row (the spare planes come on top: ``spare_planes``)."""
-        plane_shape = self.obs_shape[1:] if self.stacked else self.obs_shape
-        return int(np.prod(plane_shape)) + 2 * self.planes_per_observation * 4 + 8 + self.layout.width * 4
+        return int(np.prod(self.plane_shape)) + 2 * self.planes_per_observation * 4 + 8 + self.layout.width * 4
 
     # ---------------------------------------------------------------- transitions
     def add(

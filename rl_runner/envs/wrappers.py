@@ -58,6 +58,11 @@ class ObservationSubset(gym.ObservationWrapper, gym.utils.RecordConstructorArgs)
 FIRE = 1  # the ALE's action index of FIRE in every minimal action set that has it
 
 
+def lost_a_life(previous: int | None, lives: int | None) -> bool:
+    """Whether the ALE's lives counter dropped between two steps (False when either step did not report it)."""
+    return previous is not None and lives is not None and lives < previous
+
+
 class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Takes the FIRE action once after every reset: Breakout's ball stays put until FIRE is pressed, so an
     agent that has not learnt to press it would idle through whole episodes. If that step ends the episode,
@@ -95,12 +100,7 @@ class FireReset(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         lives = info.get("lives")
-        if (
-            self.after_life_loss
-            and not (terminated or truncated)
-            and None not in (lives, self.lives)
-            and lives < self.lives
-        ):
+        if self.after_life_loss and not (terminated or truncated) and lost_a_life(self.lives, lives):
             obs, fire_reward, terminated, truncated, info = self.env.step(FIRE)
             reward += fire_reward
         self.lives = info.get("lives")
@@ -144,7 +144,7 @@ class LearningSignals(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
         lives = self._lives(info)
-        life_lost = lives is not None and self.lives is not None and lives < self.lives
+        life_lost = lost_a_life(self.lives, lives)
         self.lives = lives
         info = dict(info)  # the env's dict may be held elsewhere (the passive checker keeps the last one)
         info["learning_reward"] = (
