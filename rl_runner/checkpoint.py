@@ -1,6 +1,7 @@
 """Checkpoints: one directory per save, one file per state group, written atomically.
 
-Layout: ``<run>/checkpoints/step_000000050000/{actor,critic,target_actor,...,progress}.pt``. A save writes
+Layout: ``<run>/checkpoints/step_000000050000/{actor,critic,target_actor,...,progress}.pt``, and beside them
+``best/`` with the same files, for the evaluation with the best objective. A save writes
 into ``.tmp-step_...``, fsyncs every file, then renames the directory into place: a kill at any moment
 leaves either the old set of checkpoints or the old set plus a complete new one, never a half-written
 one that ``latest_checkpoint`` would pick. A save that fails (a full disk) removes its temporary directory
@@ -25,6 +26,7 @@ CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 TEMPORARY_PREFIX = ".tmp-"
 REPLACED_PREFIX = f"{TEMPORARY_PREFIX}replaced-"  # the old copy while a checkpoint of the same step replaces it
 CORRUPT_PREFIX = ".corrupt-"  # a checkpoint a resume found unreadable and skipped
+BEST = "best"  # checkpoints/best: the evaluation with the best objective so far (checkpoint.best=true)
 # The layout of progress.pt. Format 1 (no "format" key) was the DDPG-only runner's; format 2 splits it into
 # the skeleton's counters, the clock and the runner loop's own state. Bump it whenever that layout changes.
 PROGRESS_FORMAT = 2
@@ -58,7 +60,16 @@ def _fsync_directory(path: Path) -> None:
 
 def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int) -> Path:
     """Write ``{name}.pt`` for each entry of ``states`` into a new checkpoint for ``step``; keep the newest ``keep``."""
-    final = root / checkpoint_name(step)
+    final = write_checkpoint(root / checkpoint_name(step), states)
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def write_checkpoint(final: Path, states: Mapping[str, dict]) -> Path:
+    """``states`` as the checkpoint directory ``final`` (``step_...`` or ``best``), replacing one of that name
+    only once the new one is complete."""
+    root = final.parent
     temporary = root / f"{TEMPORARY_PREFIX}{final.name}"
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -78,22 +89,20 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
             f"cannot write checkpoint {final}: {error.strerror or error}; "
             f"the latest good checkpoint is {previous or 'none'}"
         ) from error
-    if final.exists():  # a second save for the same step: move the old one aside (still complete) first;
-        replaced = root / f"{REPLACED_PREFIX}{final.name}"  # a kill before the next rename leaves it as the latest
+    if final.exists():  # a second save of the same name: move the old one aside (still complete) first;
+        replaced = root / f"{REPLACED_PREFIX}{final.name}"  # a kill before the next rename leaves it in use
         shutil.rmtree(replaced, ignore_errors=True)
         os.rename(final, replaced)
     os.rename(temporary, final)
     _fsync_directory(root)
-    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
-    for leftover in root.glob(f"{TEMPORARY_PREFIX}*"):  # from an earlier kill mid-save
+    for leftover in root.glob(f"{TEMPORARY_PREFIX}*"):  # from an earlier kill mid-save, and the replaced copy
         shutil.rmtree(leftover, ignore_errors=True)
     return final
 
 
 def _recover_replaced(root: Path) -> None:
     """A kill between moving a checkpoint aside and moving its replacement in: put the old one back."""
-    for replaced in root.glob(f"{REPLACED_PREFIX}step_*"):
+    for replaced in root.glob(f"{REPLACED_PREFIX}*"):
         original = root / replaced.name[len(REPLACED_PREFIX) :]
         if not original.exists():
             os.rename(replaced, original)

@@ -1,8 +1,9 @@
-"""Console entry points (``rl-train``, ``rl-eval``). The heavy imports (torch, gymnasium, hydra) take seconds;
-a Ctrl-C during them ends the process at once with one line and exit code 130 instead of a traceback through
-importlib (raising from a signal handler inside a C extension's import can abort the interpreter, so the
-handler exits without unwinding: nothing has been written yet). Once the imports are done, Ctrl-C raises
-``KeyboardInterrupt`` again, which the programs turn into one line, and training replaces it while it runs."""
+"""Console entry points (``rl-train``, ``rl-eval``, ``rl-plot``). The heavy imports (torch, gymnasium, hydra)
+take seconds; a Ctrl-C during them ends the process at once with one line and exit code 130 instead of a
+traceback through importlib (raising from a signal handler inside a C extension's import can abort the
+interpreter, so the handler exits without unwinding: nothing has been written yet). Once the imports are done,
+Ctrl-C raises ``KeyboardInterrupt`` again, which the programs turn into one line, and training replaces it while
+it runs."""
 
 from __future__ import annotations
 
@@ -42,6 +43,14 @@ def train() -> None:
 def evaluate() -> None:
     exit_quietly_on_interrupt("rl-eval")
     from rl_runner.evaluate import main
+
+    interrupts_raise()
+    main()
+
+
+def plot() -> None:
+    exit_quietly_on_interrupt("rl-plot")
+    from rl_runner.plot import main
 
     interrupts_raise()
     main()

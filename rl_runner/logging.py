@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -68,6 +71,12 @@ def _raise_if_not_finite(values: Mapping[str, float]) -> None:
         raise NonFiniteLossError(", ".join(broken))
 
 
+@dataclass(frozen=True)
+class Video:
+    frames: np.ndarray  # [T, H, W, 3] uint8
+    fps: int
+
+
 class RunLogger:
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, show_progress: bool) -> None:
         # purge_step drops events a previous attempt wrote after its last checkpoint, so a resumed
@@ -87,6 +96,12 @@ class RunLogger:
         """[H, W, 3] uint8 figures."""
         for tag, value in values.items():
             self.writer.add_image(tag, value, step, dataformats="HWC")
+
+    def videos(self, values: Mapping[str, Video], step: int) -> None:
+        """Clips as the animated GIFs TensorBoard's image tab plays (``add_video`` needs moviepy 1, which the
+        pinned packages exclude)."""
+        for tag, video in values.items():
+            self.writer._get_file_writer().add_summary(video_summary(tag, video.frames, video.fps), step)
 
     def advance(self, steps: int, summary: Mapping[str, float] | None = None) -> None:
         if self.bar is None:
@@ -109,6 +124,19 @@ class RunLogger:
         self.writer.close()
 
 
+def video_summary(tag: str, frames: np.ndarray, fps: int) -> Summary:
+    """A TensorBoard image summary holding ``frames`` ([T, H, W, 3] uint8) as an endlessly looping GIF."""
+    from PIL import Image
+
+    first, *rest = (Image.fromarray(np.ascontiguousarray(frame)) for frame in frames)
+    encoded = io.BytesIO()
+    duration_ms = max(20, round(1000 / max(fps, 1)))  # browsers play GIF frames no faster than 50 per second
+    first.save(encoded, format="GIF", save_all=True, append_images=rest, duration=duration_ms, loop=0)
+    height, width = frames.shape[1:3]
+    image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=encoded.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
+
+
 def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar of a run's TensorBoard directory, as {tag: [(step, value), ...]}."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -119,17 +147,13 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def flatten_config(cfg: DictConfig) -> dict[str, float | int | str | bool]:
-    """Dotted keys with values TensorBoard's HParams tab accepts (lists become strings)."""
-    flat: dict[str, float | int | str | bool] = {}
+    """Dotted keys with values TensorBoard's HParams tab accepts (lists and nulls become strings)."""
+    flat = flatten_container(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    return {key: "None" if value is None else value for key, value in flat.items()}
 
-    def walk(node: object, prefix: str) -> None:
-        if isinstance(node, dict):
-            for key, value in node.items():
-                walk(value, f"{prefix}{key}.")
-        elif isinstance(node, (bool, int, float, str)):
-            flat[prefix[:-1]] = node
-        else:
-            flat[prefix[:-1]] = str(node)
 
-    walk(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "")
-    return flat
+def flatten_container(node: object, prefix: str = "") -> dict[str, Any]:
+    """A nested dict as ``{dotted key: value}``: scalars and None as they are, anything else (a list) as a string."""
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in flatten_container(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node if node is None or isinstance(node, (bool, int, float, str)) else str(node)}

@@ -70,8 +70,13 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+# SIGUSR2: what SLURM sends (through submitit) before a time limit or a preemption; rl_runner.train hands it on to
+# submitit's requeue handler once the checkpoint is written
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
+
+
 class StopSignals:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps, so the run stops at a consistent
+    """Turns SIGINT/SIGTERM/SIGUSR2 into a flag the loop checks between steps, so the run stops at a consistent
     point and writes a checkpoint. A second Ctrl-C stops at once, except inside ``protect()`` (a checkpoint
     being written), where it waits until the write is complete."""
 
@@ -83,7 +88,7 @@ class StopSignals:
 
     def __enter__(self) -> "StopSignals":
         if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
+            for number in STOP_SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)
         return self
 

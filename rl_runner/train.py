@@ -15,62 +15,234 @@ if __name__ == "__main__":  # `python -m rl_runner.train`: a Ctrl-C during the i
 
 import logging
 import os
+import signal
 import sys
 import tempfile
 from pathlib import Path
 
+import gymnasium as gym
 import hydra
+import numpy as np
+import torch
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rl_runner.checkpoint import CheckpointError
+from rl_runner.checkpoint import CheckpointError, list_checkpoints
 from rl_runner.cli import describe_os_error
 from rl_runner.config import (
     CONF_DIR,
     ConfigError,
     check_config,
+    is_sweep_directory,
     output_directory,
     resume_arguments,
+    sweep_arguments,
     validate_overrides,
 )
 from rl_runner.logging import TrainingDiverged
 from rl_runner.runners import runner_function
 from rl_runner.runners.base import RunContext
-from rl_runner.runners.record import RunRecord
+from rl_runner.runners.record import RunRecord, read_record
 from rl_runner.runtime import RunLock, RunLocked, resolve_device, seed_everything, set_matmul_precision
+from rl_runner.sweep import (
+    SweepSummary,
+    available_cores,
+    constant_keys,
+    device_for_job,
+    parallel_jobs,
+    sweep_outcome,
+    threads_per_job,
+)
 
 PROGRAM = "rl-train"
 log = logging.getLogger(__name__)
 
 
-def train(cfg: DictConfig, run_dir: Path | None = None) -> dict:
+def train(cfg: DictConfig, run_dir: Path | None = None, continue_existing: bool = False) -> dict:
     """Train with a composed config; returns the run summary (step, metrics, sps, checkpoint path).
+
+    With ``seeds=N`` (N > 1) the run directory holds one run per seed (``seed_<n>/``) and the summary's
+    objective is their mean. ``continue_existing`` (sweep jobs, the seeds of a group) skips a run that
+    finished and resumes one that has a checkpoint, so a sweep can simply be run again.
 
     One process at a time per run directory. ``run.json`` records the outcome; a resume that fails before its
     checkpoint has loaded leaves the run as it was (``run.json`` and, from the command line, ``.hydra/``)."""
-    check_config(cfg)  # again inside the job: a sweeper may have sampled these values
     resume_from = Path(cfg.resume).resolve() if cfg.resume else None
     if run_dir is None:
         run_dir = resume_from or Path(HydraConfig.get().runtime.output_dir)
+    if int(cfg.seeds) > 1:
+        return train_seeds(cfg, run_dir, continue_existing=continue_existing or resume_from is not None)
+    if continue_existing and resume_from is None:
+        finished = finished_summary(run_dir)
+        if finished is not None:
+            log.info("%s finished before: skipped", run_dir)
+            return finished
+        if list_checkpoints(run_dir / "checkpoints"):
+            resume_from = run_dir
+    return train_run(cfg, run_dir, resume_from)
+
+
+def train_run(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict:
+    """One run in ``run_dir``, fresh or continued from ``resume_from``'s latest readable checkpoint."""
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
-        device = resolve_device(cfg.device)
-        set_matmul_precision(cfg.matmul_precision)
-        seed_everything(cfg.seed)
-        log.info("run directory %s, device %s", run_dir, device)
         record = RunRecord(run_dir, cfg)
-        context = RunContext(run_dir=run_dir, device=device, resume_from=resume_from)
-        context.on_start.append(lambda: record.start(str(device)))
-        if resume_from is not None and HydraConfig.initialized():
-            context.on_start.append(lambda: save_job_config(run_dir, cfg))
         try:
+            check_config(cfg)  # again inside the job: a sweeper may have sampled these values
+            device = resolve_device(device_for_this_job(cfg.device))
+            threads = int(cfg.threads) or threads_for_this_job()
+            if threads:
+                torch.set_num_threads(threads)
+            set_matmul_precision(cfg.matmul_precision)
+            seed_everything(cfg.seed)
+            log.info("run directory %s, device %s, %d threads", run_dir, device, torch.get_num_threads())
+            context = RunContext(run_dir=run_dir, device=device, resume_from=resume_from)
+            context.on_start.append(lambda: record.start(str(device)))
+            if cfg.resume and HydraConfig.initialized():  # rl-train resume=: Hydra was told not to write .hydra/
+                context.on_start.append(lambda: save_job_config(run_dir, cfg))
             summary = runner_function(cfg.agent.runner, "run")(cfg, context)
         except BaseException as error:
             if record.started or resume_from is None:
                 record.end(outcome(error), error=f"{type(error).__name__}: {error}")
             raise
+        summary["run_dir"] = str(run_dir)
         record.end("interrupted" if summary["interrupted"] else "finished", summary)
+    if summary.get("stopped_by") == "SIGUSR2":
+        hand_on_preemption()
     return summary
+
+
+def train_seeds(cfg: DictConfig, group_dir: Path, continue_existing: bool) -> dict:
+    """``cfg.seeds`` runs in ``group_dir/seed_<n>`` one after the other; the summary holds each run's and the mean
+    of the objective (a sweeper's value: a setting is judged over seeds, not tuned to one). A run that fails ends
+    the group with its error; a signal stops it after the run it interrupted."""
+    metric = str(cfg.agent.objective.metric)
+    overrides = [o for o in job_overrides(group_dir) if not o.startswith(("resume=", "seed=", "seeds="))]
+    if HydraConfig.initialized() and cfg.resume:
+        save_job_config(group_dir, cfg)  # a resume of the group (Hydra was told not to write .hydra/)
+    runs: dict[int, dict] = {}
+    for seed in range(int(cfg.seed), int(cfg.seed) + int(cfg.seeds)):
+        seed_cfg = cfg.copy()  # a copy per seed: the composed config itself stays as composed
+        with open_dict(seed_cfg):
+            seed_cfg.seed, seed_cfg.seeds, seed_cfg.resume = seed, 1, None
+        run_dir = group_dir / f"seed_{seed}"
+        write_run_config(run_dir, seed_cfg, [*overrides, f"seed={seed}", "seeds=1"])
+        runs[seed] = train(seed_cfg, run_dir, continue_existing=continue_existing)
+        if runs[seed]["interrupted"]:
+            break
+    values = [run.get(metric) for run in runs.values()]
+    complete = len(runs) == int(cfg.seeds) and all(isinstance(v, (int, float)) for v in values)
+    summary: dict = {
+        "seeds": list(runs),
+        "interrupted": any(run["interrupted"] for run in runs.values()),
+        "run_dir": str(group_dir),
+        "checkpoint": next(reversed(runs.values()))["checkpoint"],
+    }
+    if complete:
+        summary[metric] = float(np.mean(values))
+        summary[f"{metric}/std_over_seeds"] = float(np.std(values))
+    summary["runs"] = {seed: run.get(metric) for seed, run in runs.items()}
+    return summary
+
+
+def finished_summary(run_dir: Path) -> dict | None:
+    """The summary a finished run left in ``run.json``, or None if it has not finished."""
+    content = read_record(run_dir)
+    if content.get("status") != "finished" or "summary" not in content:
+        return None
+    return {**content["summary"], "interrupted": False, "skipped": True}
+
+
+def job_overrides(run_dir: Path) -> list[str]:
+    """The overrides this job was composed from: Hydra's inside ``rl-train``, else those saved in the run."""
+    if HydraConfig.initialized():
+        return list(HydraConfig.get().overrides.task)
+    saved = run_dir / ".hydra" / "overrides.yaml"
+    return list(OmegaConf.load(saved)) if saved.is_file() else []
+
+
+def write_run_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
+    """``.hydra/`` for a run ``rl-train`` did not create itself (a seed of a group), so that ``rl-eval`` and
+    ``rl-train resume=`` can compose its config again."""
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in (("overrides.yaml", OmegaConf.create(overrides)), ("config.yaml", cfg)):
+        temporary = hydra_dir / f".{name}.tmp"
+        OmegaConf.save(content, temporary)
+        os.replace(temporary, hydra_dir / name)
+
+
+# ------------------------------------------------------------------------------------------- sweep jobs
+def is_sweep_job() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def device_for_this_job(requested: str) -> str:
+    """A sweep's parallel jobs spread over the visible GPUs."""
+    if not is_sweep_job() or requested not in ("auto", "cuda") or not torch.cuda.is_available():
+        return requested
+    return device_for_job(requested, int(HydraConfig.get().job.num), torch.cuda.device_count())
+
+
+def threads_for_this_job() -> int | None:
+    """Torch threads when this job shares the machine with other jobs of its sweep (joblib), else None."""
+    if not is_sweep_job():
+        return None
+    cores = available_cores()
+    jobs = parallel_jobs(HydraConfig.get().launcher, cores)
+    return threads_per_job(cores, jobs) if jobs > 1 else None
+
+
+def hand_on_preemption() -> None:
+    """A job scheduler's requeue handler (submitit installs one for SIGUSR2, which SLURM sends before a time
+    limit or a preemption) gets the signal once the run has checkpointed and recorded itself as interrupted:
+    it requeues the job, and the requeued job finds the checkpoint in the same run directory."""
+    handler = signal.getsignal(signal.SIGUSR2)
+    if callable(handler):
+        log.info("passing SIGUSR2 on to the job scheduler's handler (requeue)")
+        handler(signal.SIGUSR2, None)
+
+
+def under_job_scheduler() -> bool:
+    """Whether a scheduler's handler (submitit's requeue) listens for SIGUSR2 in this process."""
+    return callable(signal.getsignal(signal.SIGUSR2))
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """A job of a local sweep was stopped by a signal: the jobs after it must not start."""
+
+
+def run_sweep_job(cfg: DictConfig) -> float | None:
+    """One job of ``rl-train -m``: a failure is recorded (``run.json``) and reported in one line, and the sweep
+    goes on; the return value is the objective for a sweeper (None, which Optuna records as a failed trial,
+    when there is none)."""
+    hydra = HydraConfig.get()
+    job_dir = Path(hydra.runtime.output_dir)
+    label = f"job {job_dir.name}"
+    try:
+        summary = train(cfg, job_dir, continue_existing=True)
+    except (SweepInterrupted, KeyboardInterrupt):
+        raise
+    except TrainingDiverged as error:
+        print(f"{PROGRAM}: {label} diverged: {error}", file=sys.stderr)
+        return None
+    except EXPECTED_ERRORS as error:
+        print(f"{PROGRAM}: {label} failed: {describe_failure(error)}", file=sys.stderr)
+        return None
+    except Exception as error:  # a bug, not the user's input: the traceback helps whoever looks into it
+        log.exception("%s failed", label)
+        print(f"{PROGRAM}: {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+    if summary.get("interrupted"):
+        if not under_job_scheduler():
+            raise SweepInterrupted(str(Path(hydra.sweep.dir)))
+        print(f"{PROGRAM}: {label} interrupted (it resumes when the job runs again)", file=sys.stderr)
+        return None
+    state = "skipped (finished before)" if summary.get("skipped") else "done"
+    value = summary.get(cfg.agent.objective.metric)
+    print(f"{PROGRAM}: {label} {state}: {cfg.agent.objective.metric}={value}", flush=True)
+    return value
 
 
 def outcome(error: BaseException) -> str:
@@ -85,34 +257,36 @@ def outcome(error: BaseException) -> str:
 def save_job_config(run_dir: Path, cfg: DictConfig) -> None:
     """What Hydra writes to ``.hydra/`` for a new run, written for a resume only once its checkpoint has loaded
     (``main`` tells Hydra not to write it), so a resume with overrides that do not fit changes nothing."""
-    hydra_dir = run_dir / ".hydra"
-    for name, content in (
-        ("overrides.yaml", OmegaConf.create(list(HydraConfig.get().overrides.task))),
-        ("config.yaml", cfg),
-    ):
-        temporary = hydra_dir / f".{name}.tmp"
-        OmegaConf.save(content, temporary)
-        os.replace(temporary, hydra_dir / name)
+    write_run_config(run_dir, cfg, list(HydraConfig.get().overrides.task))
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
+    if is_sweep_job():
+        return run_sweep_job(cfg)
     try:
         summary = train(cfg)
     except ConfigError as error:
         fail(str(error), code=2)
-    except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, RunLocked) as error:
-        fail(str(error), code=1)
-    except OSError as error:  # a full disk or a directory that cannot be written: the file and the cause
-        fail(describe_os_error(error), code=1)
+    except EXPECTED_ERRORS as error:
+        fail(describe_failure(error), code=1)
     shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}
     print(f"{PROGRAM}: done {shown}")
     if summary.get("interrupted"):
-        print(
-            f"{PROGRAM}: stopped by a signal; continue with: {PROGRAM} resume={Path(summary['checkpoint']).parents[1]}"
-        )
+        print(f"{PROGRAM}: stopped by a signal; continue with: {PROGRAM} resume={summary['run_dir']}")
         sys.exit(130)
     return summary.get(cfg.agent.objective.metric)  # what a sweeper optimises
+
+
+# what a user can cause or meet (a bad value, an unknown env, a corrupt checkpoint, a full disk); anything else is a bug
+EXPECTED_ERRORS = (ValueError, CheckpointError, TrainingDiverged, RunLocked, OSError, gym.error.Error)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an error a user can cause or meet (a full disk: the file and the cause)."""
+    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
+        return describe_os_error(error)
+    return str(error)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -148,19 +322,39 @@ def _main(argv: list[str]) -> None:
         try:
             resume = [o for o in overrides if o.startswith("resume=")]
             if resume and resume[-1] != "resume=null":
-                overrides = resume_arguments(resume[-1].split("=", 1)[1], [o for o in overrides if o not in resume])
-                # Hydra would rewrite .hydra/ before the checkpoint loads; train() writes it once it has
-                overrides.append("hydra.output_subdir=null")
-                argv = flags + overrides
+                others = [o for o in overrides if o not in resume]
+                target = resume[-1].split("=", 1)[1]
+                if is_sweep_directory(target):  # run the sweep again: finished jobs are skipped, the rest resumed
+                    flags, overrides = sorted(set(flags) | {"--multirun"}), sweep_arguments(target, others)
+                else:
+                    overrides = resume_arguments(target, others)
+                    # Hydra would rewrite .hydra/ before the checkpoint loads; train() writes it once it has
+                    overrides.append("hydra.output_subdir=null")
+            multirun = any(f in ("-m", "--multirun") for f in flags)
             for warning in validate_overrides(overrides):
                 print(f"{PROGRAM}: warning: {warning}", file=sys.stderr)
-            check_writable(output_directory(overrides, multirun=any(f in ("-m", "--multirun") for f in flags)))
+            check_writable(output_directory(overrides, multirun=multirun))
+            if multirun:  # job directories are named by what the sweep varies (rl_runner/sweep.py)
+                overrides.append(
+                    f"hydra.job.config.override_dirname.exclude_keys=[{','.join(constant_keys(overrides))}]"
+                )
+            argv = flags + overrides
         except ConfigError as error:
             fail(str(error))
         except OSError as error:
             fail(describe_os_error(error), code=1)
     sys.argv = [PROGRAM, *argv]
-    _hydra_main()
+    SweepSummary.last = None
+    try:
+        _hydra_main()
+    except ValueError as error:  # Hydra's own usage errors, e.g. -m together with --cfg
+        fail(str(error))
+    except SweepInterrupted as interrupted:
+        outcome = sweep_outcome(Path(str(interrupted)))
+        print(f"{PROGRAM}: {outcome.line()}", file=sys.stderr)
+        fail(f"sweep stopped by a signal; continue with: {PROGRAM} resume={interrupted}", code=130)
+    if SweepSummary.last is not None and not SweepSummary.last.ok:
+        sys.exit(1)
 
 
 def check_writable(directory: Path) -> None:

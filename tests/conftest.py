@@ -108,6 +108,17 @@ def tiny_data_config(tmp_path: Path) -> Callable[..., DictConfig]:
     return make
 
 
+# a Pendulum run of a few seconds through the real command line (add total_steps, eval and log cadence)
+SMALL_PENDULUM = [
+    "env=pendulum",
+    "device=cpu",
+    "progress=false",
+    "net.hidden=16",
+    "agent.batch_size=16",
+    "agent.learning_starts=50",
+]
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "rl_runner.train", *args]
 

@@ -22,20 +22,9 @@ from rl_runner.logging import TrainingDiverged, read_scalars
 from rl_runner.runners.off_policy import EnvLoop
 from rl_runner.runtime import RunLock, RunLocked
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli, interrupt_at, run_cli, run_eval
+from tests.conftest import REPO_ROOT, SMALL_PENDULUM, cli, interrupt_at, run_cli, run_eval
 
-# a Pendulum run of a few seconds through the real command line
-SMALL = [
-    "env=pendulum",
-    "device=cpu",
-    "progress=false",
-    "net.hidden=16",
-    "agent.batch_size=16",
-    "agent.learning_starts=50",
-    "eval.every=0",
-    "eval.episodes=1",
-    "log.every=50",
-]
+SMALL = [*SMALL_PENDULUM, "eval.every=0", "eval.episodes=1", "log.every=50"]
 
 
 def one_error_line(result: subprocess.CompletedProcess, program: str = "rl-train") -> str:

@@ -1,4 +1,4 @@
-"""Run-level behaviour: cadence with parallel envs, devices, sweeps and the progress bar."""
+"""Run-level behaviour: cadence with parallel envs, devices and the progress bar (sweeps: test_sweeps.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import torch
 from rl_runner.logging import read_scalars
 from rl_runner.runtime import resolve_device
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, cli, make_agent
+from tests.conftest import REPO_ROOT, SMALL_PENDULUM, cli, make_agent
 
 
 # learning starts at step 100: 201 single-env steps; 51 vector steps of 4 envs at 2 updates each;
@@ -79,37 +79,6 @@ def test_training_on_cuda_keeps_networks_optimizers_and_replay_on_the_gpu(tiny_c
     assert train(resumed, run_dir=tmp_path)["step"] == 400
 
 
-def test_sweep_runs_every_combination(tmp_path: Path) -> None:
-    result = subprocess.run(
-        cli(
-            "-m",
-            "env=pendulum",
-            "seed=0,1",
-            "agent.tau=0.005,0.01",
-            "device=cpu",
-            "progress=false",
-            "net.hidden=16",
-            "agent.batch_size=16",
-            "agent.learning_starts=50",
-            "total_steps=100",
-            "eval.every=0",
-            "eval.episodes=0",
-            "checkpoint.every=0",
-            "log.every=50",
-            f"hydra.sweep.dir={tmp_path}",
-        ),
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    runs = sorted(p.parent for p in tmp_path.glob("*/tb"))
-    assert len(runs) == 4
-    assert {"loss/critic", "charts/sps"} <= set(read_scalars(runs[0] / "tb"))
-    assert any("agent.tau=0.01" in run.name and "seed=1" in run.name for run in runs)
-
-
 def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path) -> None:
     args = [
         "env=pendulum",
@@ -151,12 +120,7 @@ def test_rl_eval_reports_a_named_or_the_latest_checkpoint(tmp_path: Path) -> Non
     from rl_runner.evaluate import evaluate_run
 
     args = [
-        "env=pendulum",
-        "device=cpu",
-        "progress=false",
-        "net.hidden=16",
-        "agent.batch_size=16",
-        "agent.learning_starts=50",
+        *SMALL_PENDULUM,
         "total_steps=200",
         "eval.every=0",
         "eval.episodes=0",

@@ -5,10 +5,12 @@ from rl_runner.config.compose import (
     CONF_DIR,
     compose_config,
     describe_error,
+    is_sweep_directory,
     output_directory,
     resume_arguments,
     run_config,
     saved_overrides,
+    sweep_arguments,
     validate_overrides,
 )
 from rl_runner.config.schemas import (
@@ -55,9 +57,11 @@ __all__ = [
     "config_warnings",
     "compose_config",
     "describe_error",
+    "is_sweep_directory",
     "output_directory",
     "resume_arguments",
     "run_config",
     "saved_overrides",
+    "sweep_arguments",
     "validate_overrides",
 ]

@@ -8,8 +8,9 @@ from pathlib import Path
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rl_runner.config.checks import ConfigError, check_config, config_warnings
@@ -46,8 +47,36 @@ def resume_arguments(run_dir: str, overrides: list[str]) -> list[str]:
     """The original run's overrides, then the new ones, then the directory to continue in."""
     path = Path(run_dir).expanduser().resolve()
     saved = saved_overrides(path)
-    quoted = str(path).replace("\\", "\\\\").replace("'", "\\'")
-    return saved + overrides + [f"resume='{quoted}'", f"hydra.run.dir='{quoted}'"]
+    return saved + overrides + [f"resume={_quoted(path)}", f"hydra.run.dir={_quoted(path)}"]
+
+
+def _quoted(path: Path) -> str:
+    """A path as a quoted override value (it may hold '=', ',' or spaces)."""
+    escaped = str(path).replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def is_sweep_directory(path: str) -> bool:
+    """A directory ``rl-train -m`` made (it holds Hydra's ``multirun.yaml``)."""
+    return (Path(path).expanduser() / "multirun.yaml").is_file()
+
+
+# Hydra overrides of a sweep that are not carried over when it runs again: the directory is given anew, and the
+# job-name keys are worked out again from the command line.
+NOT_CARRIED_OVER = ("hydra.sweep.dir=", "hydra.mode=", "hydra.job.config.override_dirname.exclude_keys=")
+
+
+def sweep_arguments(sweep_dir: str, overrides: list[str]) -> list[str]:
+    """The command line of the sweep that made ``sweep_dir`` (launcher and sweeper choices included), then the new
+    overrides, then that directory: running it again skips the finished jobs and resumes the others."""
+    path = Path(sweep_dir).expanduser().resolve()
+    try:
+        saved = OmegaConf.load(path / "multirun.yaml").hydra.overrides
+        hydra_overrides = [str(o) for o in saved.hydra if not str(o).startswith(NOT_CARRIED_OVER)]
+        task_overrides = [str(o) for o in saved.task if not str(o).startswith("resume=")]
+    except (OSError, OmegaConfBaseException, AttributeError) as error:
+        raise ConfigError(f"resume={sweep_dir}: cannot read its multirun.yaml ({describe_error(error)})") from error
+    return hydra_overrides + task_overrides + overrides + [f"hydra.sweep.dir={_quoted(path)}"]
 
 
 # ------------------------------------------------------------------------- the command line's check
@@ -76,7 +105,7 @@ def describe_error(error: BaseException) -> str:
 def _override_variants(overrides: list[str]) -> list[list[str]]:
     """Each sweep value once, the others at their first value: every value of a sweep gets checked."""
     parsed = OverridesParser.create().parse_overrides(overrides)
-    choices = [list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.input_line] for o in parsed]
+    choices = [_sweep_values(o) if o.is_sweep_override() else [o.input_line] for o in parsed]
     keys = [o.get_key_element() for o in parsed]
 
     def line(index: int, value: str) -> str:
@@ -88,6 +117,15 @@ def _override_variants(overrides: list[str]) -> list[list[str]]:
         for value in values[1:]:
             variants.append(base[:i] + [line(i, value)] + base[i + 1 :])
     return variants
+
+
+def _sweep_values(override: Override) -> list[str]:
+    """The values to check of a sweep: each listed one, or both ends of an Optuna ``interval(low, high)``."""
+    if override.is_interval_sweep():
+        interval = override.value()
+        ends = (float(interval.start), float(interval.end))
+        return [str(int(end)) if end.is_integer() else repr(end) for end in ends]
+    return list(override.sweep_string_iterator())
 
 
 def output_directory(overrides: list[str], multirun: bool) -> Path:

@@ -406,6 +406,7 @@ class WaveformDataConfig(FaultsConfig):
 class EvalConfig:
     every: int = at_least(0)  # steps between evaluations; 0 disables periodic evaluation
     episodes: int = at_least(0)  # env runs: episodes per evaluation
+    video: bool = MISSING  # env runs: one evaluation episode per evaluation as a TensorBoard video
 
 
 @dataclass
@@ -413,6 +414,17 @@ class CheckpointConfig:
     every: int = at_least(0)  # steps between checkpoints; one is always written at the end
     keep: int = at_least(0)  # newest checkpoints kept; 0 keeps all
     save_replay: bool = MISSING
+    best: bool = MISSING  # also keep checkpoints/best: the one with the best objective at an evaluation
+
+
+def _optional_positive(default: Any = MISSING) -> Any:
+    return _checked(lambda v: None if v is None or 0 < v < math.inf else "must be null or positive", default)
+
+
+@dataclass
+class StopConfig:
+    at_objective: Optional[float] = None  # stop once an evaluation's objective reaches this (its direction)
+    after_minutes: Optional[float] = _optional_positive(None)  # wall-clock budget of one attempt of the run
 
 
 @dataclass
@@ -431,10 +443,13 @@ class Config:
     total_steps: int = positive()  # env transitions (summed over envs), or optimiser steps for dataset runs
     matmul_precision: MatmulPrecision = MISSING
     progress: bool = MISSING
-    resume: Optional[str] = None  # a run directory to continue
+    resume: Optional[str] = None  # a run directory (or a sweep directory) to continue
+    threads: int = at_least(0)  # torch CPU threads; 0: the cores, shared among a sweep's parallel jobs
+    seeds: int = positive()  # runs per job, seeds seed..seed+seeds-1; the job's objective is their mean
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    stop: StopConfig = field(default_factory=StopConfig)
 
 
 # ------------------------------------------------------------------------------------------- registration

@@ -15,6 +15,8 @@ A resume applies the run's current config to the restored optimisers (a new lear
 from __future__ import annotations
 
 import logging
+import math
+import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -26,6 +28,7 @@ from omegaconf import DictConfig
 
 from rl_runner.agents.base import Agent
 from rl_runner.checkpoint import (
+    BEST,
     CORRUPT_PREFIX,
     PROGRESS_FORMAT,
     CheckpointError,
@@ -39,9 +42,10 @@ from rl_runner.checkpoint import (
     non_finite_entries,
     read_checkpoint,
     save_checkpoint,
+    write_checkpoint,
 )
 from rl_runner.clock import Clock
-from rl_runner.logging import MetricAccumulator, NonFiniteLossError, RunLogger, TrainingDiverged
+from rl_runner.logging import MetricAccumulator, NonFiniteLossError, RunLogger, TrainingDiverged, Video
 from rl_runner.runtime import StopSignals, restore_rng_state, rng_state
 
 log = logging.getLogger(__name__)
@@ -69,8 +73,8 @@ class Loop(Protocol):
         ...
 
     def evaluate(self) -> dict[str, Any]:
-        """Evaluation metrics keyed by TensorBoard tag (``eval/...``): numbers, and figures as [H, W, 3] uint8
-        arrays (``images/...``); empty when evaluation is switched off."""
+        """Evaluation metrics keyed by TensorBoard tag (``eval/...``): numbers, figures as [H, W, 3] uint8
+        arrays (``images/...``) and ``Video`` clips (``videos/...``); empty when evaluation is switched off."""
         ...
 
     def state_dict(self) -> dict: ...
@@ -109,6 +113,7 @@ class Counters:
     interval_step: int = 0  # where the unfinished log interval began
     interval_seconds: float = 0.0  # how long it has run (saved, so its sps after a resume is right)
     last_eval: dict[str, float] = field(default_factory=dict)
+    best_objective: float | None = None  # the best evaluation of the agent's objective so far (checkpoints/best)
 
 
 class RunSkeleton:
@@ -124,6 +129,11 @@ class RunSkeleton:
         self.metrics = MetricAccumulator()
         self.signals = StopSignals()
         self.interval_start = time.perf_counter()
+        self.objective = str(cfg.agent.objective.metric)
+        self.maximise = cfg.agent.objective.direction.value == "max"
+        self.stop_reason: str | None = None  # an early stop: "at_objective" or "after_minutes"
+        minutes = cfg.stop.after_minutes
+        self.deadline = time.monotonic() + 60 * float(minutes) if minutes is not None else math.inf
 
     # ---------------------------------------------------------------- start and checkpoints
     def start(self) -> None:
@@ -193,13 +203,24 @@ class RunSkeleton:
 
     def save(self) -> Path:
         """A checkpoint of everything, refused (as divergence) if a metric or a parameter is not finite."""
+        states = self._states(with_replay=bool(self.cfg.checkpoint.save_replay))
+        with self.signals.protect():  # a second Ctrl-C waits for a complete checkpoint
+            return save_checkpoint(self.checkpoint_dir, self.clock.step, states, keep=self.cfg.checkpoint.keep)
+
+    def save_best(self) -> Path:
+        """``checkpoints/best``: a full checkpoint (no replay) of the evaluation with the best objective."""
+        states = self._states(with_replay=False)
+        with self.signals.protect():
+            return write_checkpoint(self.checkpoint_dir / BEST, states)
+
+    def _states(self, with_replay: bool) -> dict[str, Any]:
         self.metrics.check_finite()
         states = {name: group.state_dict() for name, group in self.agent.state_groups().items()}
         broken = non_finite_entries(states)
         if broken:
             shown = ", ".join(f"{name} ({count} value{'s' if count > 1 else ''})" for name, count in broken.items())
             raise NonFiniteLossError(f"non-finite values in {shown}")
-        if self.cfg.checkpoint.save_replay:
+        if with_replay:
             states.update({name: group.state_dict() for name, group in self.loop.optional_groups().items()})
         counters = replace(self.counters, interval_seconds=time.perf_counter() - self.interval_start)
         states["progress"] = {
@@ -210,8 +231,7 @@ class RunSkeleton:
             "rng": rng_state(),
             "loop": self.loop.state_dict(),
         }
-        with self.signals.protect():  # a second Ctrl-C waits for a complete checkpoint
-            return save_checkpoint(self.checkpoint_dir, self.clock.step, states, keep=self.cfg.checkpoint.keep)
+        return states
 
     # ---------------------------------------------------------------- the run
     def run(self) -> dict:
@@ -222,9 +242,12 @@ class RunSkeleton:
         self.interval_start = time.perf_counter() - counters.interval_seconds
         try:
             with self.signals as signals:
-                while clock.step < total_steps and signals.received is None:
+                while clock.step < total_steps and signals.received is None and self.stop_reason is None:
                     previous_step = clock.step
                     self.loop.advance(self.metrics, logger)
+                    if time.monotonic() >= self.deadline:
+                        self.stop_reason = "after_minutes"
+                        log.info("stop.after_minutes=%s reached at step %d", cfg.stop.after_minutes, clock.step)
                     logger.advance(clock.step - previous_step)
                     if crossed(clock.step, previous_step, log_every):
                         self._flush(logger)
@@ -269,11 +292,27 @@ class RunSkeleton:
     def _evaluate(self, logger: RunLogger) -> None:
         result = self.loop.evaluate()
         images = {tag: value for tag, value in result.items() if isinstance(value, np.ndarray)}
-        scalars = {tag: float(value) for tag, value in result.items() if tag not in images}
+        videos = {tag: value for tag, value in result.items() if isinstance(value, Video)}
+        scalars = {tag: float(value) for tag, value in result.items() if tag not in images and tag not in videos}
         logger.images(images, self.clock.step)
+        logger.videos(videos, self.clock.step)
         if scalars:
             logger.scalars(scalars, self.clock.step)
             self.counters.last_eval = {**scalars, "step": self.clock.step}
+        if self.objective in scalars:
+            self._judge(scalars[self.objective])
+
+    def _judge(self, value: float) -> None:
+        """Keep the best checkpoint, and stop early once the objective reaches ``stop.at_objective``."""
+        best = self.counters.best_objective
+        if best is None or (value > best if self.maximise else value < best):
+            self.counters.best_objective = value
+            if self.cfg.checkpoint.best:
+                self.save_best()
+        target = self.cfg.stop.at_objective
+        if target is not None and (value >= target if self.maximise else value <= target):
+            self.stop_reason = "at_objective"
+            log.info("%s=%.4g reached stop.at_objective=%s at step %d", self.objective, value, target, self.clock.step)
 
     def _summary(self, checkpoint: Path, interrupted_by: int | None) -> dict:
         counters = self.counters
@@ -284,6 +323,7 @@ class RunSkeleton:
             "sps": self.clock.step / seconds if seconds > 0 else 0.0,
             "checkpoint": str(checkpoint),
             "interrupted": interrupted_by is not None,
+            "stopped_by": signal.Signals(interrupted_by).name if interrupted_by is not None else self.stop_reason,
             **self.loop.summary(),
         }
         summary.update({k: v for k, v in counters.last_eval.items() if k != "step"})

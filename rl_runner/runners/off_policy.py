@@ -10,7 +10,6 @@ its business.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
 
@@ -27,6 +26,7 @@ from rl_runner.envs import make_env, make_vector_env, restore_vector_env_state, 
 from rl_runner.envs.state import UnsupportedEnvState
 from rl_runner.logging import MetricAccumulator, RunLogger
 from rl_runner.runners.base import RunContext, RunSkeleton
+from rl_runner.video import ClipFrames, allow_headless_rendering, video_fps, write_video
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,17 @@ class EvalEpisodes(NamedTuple):
 
 
 def evaluate_policy(
-    agent: OffPolicyAgent, env: gym.Env, episodes: int, seed: int, frames: list[np.ndarray] | None = None
+    agent: OffPolicyAgent,
+    env: gym.Env,
+    episodes: int,
+    seed: int,
+    frames: list[np.ndarray] | None = None,
+    max_frames: int | None = None,
 ) -> EvalEpisodes:
     """``episodes`` episodes of the deterministic policy (seeded, so repeatable). With a ``frames`` list and
-    an env made with render_mode="rgb_array", the first episode's frames go there."""
+    an env made with render_mode="rgb_array", the first episode's frames go there (its first ``max_frames``:
+    rendering is what costs, so none is rendered past them)."""
+    frame_limit = max_frames if max_frames is not None else float("inf")
     agent.train_mode(False)
     returns = np.zeros(episodes)
     successes: list[bool | None] = []
@@ -63,7 +70,7 @@ def evaluate_policy(
             agent.reset(np.ones(1, dtype=bool), explore=False)
             done = False
             while not done:
-                if frames is not None and episode == 0:
+                if frames is not None and episode == 0 and len(frames) < frame_limit:
                     frames.append(env.render())
                 action = agent.act(obs[None], explore=False)[0]
                 obs, reward, terminated, truncated, info = env.step(action)
@@ -99,8 +106,10 @@ def make_agent(
 
 
 def run(cfg: DictConfig, context: RunContext) -> dict:
+    if cfg.eval.video:
+        allow_headless_rendering()  # before the training envs load MuJoCo
     envs = make_vector_env(cfg.env)
-    eval_env = make_env(cfg.env)
+    eval_env = make_env(cfg.env, render_mode="rgb_array" if cfg.eval.video else None)
     try:
         clock = Clock(horizon=int(cfg.total_steps))
         agent = make_agent(cfg, envs, context.device, clock)
@@ -125,6 +134,7 @@ class EnvLoop:
         self.learning_starts = int(cfg.agent.learning_starts)
         self.updates_per_step = float(cfg.agent.updates_per_step)
         self.eval_episodes = int(cfg.eval.episodes)
+        self.eval_video = bool(cfg.eval.video)  # eval_env renders rgb_array frames then
         # warm-up actions get a stream of their own: default_rng(seed) would replay env 0's reset noise
         self.rng = np.random.default_rng(np.random.SeedSequence(int(cfg.seed)).spawn(1)[0])
         self.obs: np.ndarray | None = None
@@ -225,13 +235,21 @@ class EnvLoop:
         self.episode_lengths[done] = 0
 
     # ---------------------------------------------------------------- evaluation and reports
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self) -> dict[str, Any]:
         if self.eval_episodes <= 0:
             return {}
-        episodes = evaluate_policy(self.agent, self.eval_env, self.eval_episodes, seed=self.seed + EVAL_SEED_OFFSET)
-        metrics = {"eval/return_mean": float(episodes.returns.mean()), "eval/return_std": float(episodes.returns.std())}
+        clip = ClipFrames() if self.eval_video else None  # gets the first episode's frames, up to its cap
+        limit, seed = (clip.max_frames if clip is not None else None), self.seed + EVAL_SEED_OFFSET
+        episodes = evaluate_policy(self.agent, self.eval_env, self.eval_episodes, seed, clip, limit)
+        metrics: dict[str, Any] = {
+            "eval/return_mean": float(episodes.returns.mean()),
+            "eval/return_std": float(episodes.returns.std()),
+        }
         if episodes.successes is not None:
             metrics["eval/success_rate"] = float(episodes.successes.mean())
+        video = clip.video(video_fps(self.eval_env)) if clip is not None else None
+        if video is not None:
+            metrics["videos/eval"] = video
         return metrics
 
     def summary(self) -> dict:
@@ -245,6 +263,16 @@ class EnvLoop:
 
 
 # -------------------------------------------------------------------- rl-eval
+def load_trained(cfg: DictConfig, checkpoint: Path, device: torch.device, env: gym.Env) -> OffPolicyAgent:
+    """A checkpoint's agent, in evaluation mode, for acting in envs like ``env``. It is built for the run's
+    ``env.num_envs``, so that the per-env state groups saved with it (DRQN's acting states, OU noise) fit, and at
+    the end of its schedules: nothing it does when acting then depends on the time."""
+    agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)), num_envs=int(cfg.env.num_envs))
+    load_finite_into(checkpoint, agent.state_groups(), map_location=device)
+    agent.train_mode(False)
+    return agent
+
+
 def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
     """Deterministic-policy episodes from a checkpoint: ``episodes=N`` (10), ``seed=N``, ``video=true``."""
     episodes = _integer_option(options, "episodes", 10)
@@ -252,12 +280,10 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
     video = options.get("video", "false").lower() in ("1", "true", "yes")
     if episodes < 1:
         raise ValueError(f"episodes={episodes}: must be at least 1")
-    os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before MuJoCo loads
-    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # classic-control envs draw with pygame
+    allow_headless_rendering()
     env = make_env(cfg.env, render_mode="rgb_array" if video else None)
     try:
-        agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)), num_envs=int(cfg.env.num_envs))
-        load_finite_into(checkpoint, agent.state_groups(), map_location=device)
+        agent = load_trained(cfg, checkpoint, device, env)
         frames: list[np.ndarray] = []
         results = evaluate_policy(agent, env, episodes, seed, frames if video else None)
     finally:
@@ -277,7 +303,7 @@ def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: d
         summary += f", success rate {result['success_rate']:.2f}"
     if video:
         path = checkpoint.parents[1] / "videos" / f"{checkpoint.name}.mp4"
-        result["video"] = str(write_video(frames, path, env.metadata.get("render_fps", 30)))
+        result["video"] = str(write_video(frames, path, video_fps(env)))
         summary += f"\nvideo written to {result['video']}"
     result["report"] = summary
     return result
@@ -288,24 +314,3 @@ def _integer_option(options: dict[str, str], name: str, default: int) -> int:
         return int(options.get(name, default))
     except ValueError:
         raise ValueError(f"{name}={options[name]!r} is not an integer") from None
-
-
-def write_video(frames: list[np.ndarray], path: Path, fps: int) -> Path:
-    import imageio.v2 as imageio  # TensorBoard's add_video needs moviepy 1; write the mp4 directly
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with imageio.get_writer(path, fps=fps, codec="libx264", macro_block_size=1) as writer:
-        for frame in frames:
-            writer.append_data(video_frame(frame))
-    return path
-
-
-def video_frame(frame: np.ndarray, min_size: int = 160) -> np.ndarray:
-    """An env's rendered frame as the uint8 RGB a video holds: colours in [0, 1] (MinAtar's) scaled to bytes, and
-    a tiny grid (MinAtar's 10x10) enlarged by whole pixels so that each cell stays a sharp square."""
-    frame = np.asarray(frame)
-    if np.issubdtype(frame.dtype, np.floating):
-        frame = np.round(np.clip(frame, 0.0, 1.0) * 255)
-    frame = frame.astype(np.uint8)
-    scale = max(1, -(-min_size // min(frame.shape[:2])))
-    return frame.repeat(scale, axis=0).repeat(scale, axis=1) if scale > 1 else frame

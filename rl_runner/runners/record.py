@@ -75,7 +75,7 @@ class RunRecord:
         self.path = run_dir / RECORD_NAME
         self.objective = {"metric": cfg.agent.objective.metric, "direction": cfg.agent.objective.direction.value}
         self.started = False
-        previous = self._read()
+        previous = read_record(run_dir)
         self.content: dict[str, Any] = {
             "agent": cfg.agent.name,
             "runner": cfg.agent.runner,
@@ -85,12 +85,6 @@ class RunRecord:
             "objective": self.objective,
             "attempts": previous.get("attempts", []),
         }
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            return {}
 
     def _write(self) -> None:
         write_json(self.path, self.content)
@@ -123,6 +117,14 @@ class RunRecord:
                 raise
             log.warning("%s: %s", write_error.filename, write_error.strerror)
         return value
+
+
+def read_record(run_dir: Path) -> dict[str, Any]:
+    """A run's ``run.json``, or {} when it has none or it cannot be read."""
+    try:
+        return json.loads((run_dir / RECORD_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def write_json(path: Path, content: Any) -> None:
