@@ -29,7 +29,13 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rl_runner.checkpoint import CHECKPOINT_PATTERN, REPLACED_PREFIX, checkpoint_name, latest_checkpoint
+from rl_runner.checkpoint import (
+    CHECKPOINT_PATTERN,
+    REPLACED_PREFIX,
+    checkpoint_name,
+    latest_checkpoint,
+    missing_checkpoint_hint,
+)
 from rl_runner.config import run_config
 from rl_runner.runners import runner_entry
 from rl_runner.runtime import resolve_device
@@ -103,7 +109,8 @@ def _named_checkpoint(run_dir: Path, checkpoint: str | int | None) -> Path:
     if checkpoint is None or checkpoint == "latest":
         latest = latest_checkpoint(root)
         if latest is None:
-            raise FileNotFoundError(f"no step_* checkpoint under {root}; {_listing(root)}")
+            hint = missing_checkpoint_hint(run_dir)
+            raise FileNotFoundError(f"no step_* checkpoint under {root}; {_listing(root)}{hint}")
         return latest
     name = checkpoint_name(checkpoint) if isinstance(checkpoint, int) else str(checkpoint)
     available = _available_checkpoints(root)

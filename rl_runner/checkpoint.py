@@ -121,6 +121,12 @@ def list_checkpoints(root: Path) -> list[Path]:
     return [found[step] for step in sorted(found)]
 
 
+def missing_checkpoint_hint(run_dir: Path) -> str:
+    """Why a run directory has no checkpoint to load, when it is a group of one run per seed (``seeds=N``)."""
+    seeds = sorted(path.name for path in run_dir.glob("seed_*") if (path / "checkpoints").is_dir())
+    return f"; it holds one run per seed ({', '.join(seeds)}): name one, e.g. {run_dir / seeds[0]}" if seeds else ""
+
+
 def latest_checkpoint(root: Path) -> Path | None:
     checkpoints = list_checkpoints(root)
     return checkpoints[-1] if checkpoints else None

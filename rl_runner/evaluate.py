@@ -50,7 +50,7 @@ def parse_arguments(argv: list[str]) -> tuple[Path, dict[str, str], list[str]]:
 
 def evaluate_run(run_dir: Path, options: dict[str, str] | None = None, overrides: list[str] = ()) -> dict:
     """Evaluate a checkpoint of a run with its runner's ``evaluate``; the result has a printable ``report``."""
-    from rl_runner.checkpoint import latest_checkpoint
+    from rl_runner.checkpoint import latest_checkpoint, missing_checkpoint_hint
     from rl_runner.config import run_config
     from rl_runner.runners import runner_entry, runner_function
     from rl_runner.runtime import resolve_device
@@ -64,7 +64,8 @@ def evaluate_run(run_dir: Path, options: dict[str, str] | None = None, overrides
     name = options.pop("checkpoint", None)
     path = run_dir / "checkpoints" / name if name else latest_checkpoint(run_dir / "checkpoints")
     if path is None or not path.is_dir():
-        raise ValueError(f"no checkpoint {name or ''} under {run_dir / 'checkpoints'}")
+        hint = missing_checkpoint_hint(run_dir)
+        raise ValueError(f"no checkpoint {name or ''} under {run_dir / 'checkpoints'}{hint}")
     device = resolve_device(options.pop("device", "auto"))
     return runner_function(cfg.agent.runner, "evaluate")(cfg, path, device, options)
 

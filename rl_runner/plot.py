@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import math
 import os
@@ -35,6 +34,8 @@ from omegaconf import OmegaConf
 
 from rl_runner.cli import describe_os_error
 from rl_runner.logging import flatten_container, read_scalars
+from rl_runner.runners.record import read_record
+from rl_runner.sweep import short_names
 
 PROGRAM = "rl-plot"
 DEFAULT_TAG = "eval/return_mean"
@@ -47,12 +48,10 @@ CURVE_RESAMPLES = 2_000  # per step of every curve: fewer, the band is a picture
 
 # Config keys that never define a setting, so runs differing only in them belong to one group: the seed is what
 # a group averages over, and the rest say where, how fast or how verbosely a run ran, not what it learned.
-# ``seeds`` (runs per job) and ``stop.after_minutes`` (a wall-clock budget per attempt; the run resumes) are
-# bookkeeping too. Keys that change what is measured or learned (``total_steps``, ``eval.episodes``,
-# ``matmul_precision``, ``stop.at_objective``) stay: they do define a setting.
-IGNORED_KEYS = frozenset(
-    {"seed", "seeds", "resume", "device", "progress", "threads", "eval.video", "stop.after_minutes"}
-)
+# ``seeds`` (runs per job) is bookkeeping too. Keys that change what is measured or learned (``total_steps``,
+# ``eval.episodes``, ``matmul_precision``, ``stop.at_objective``, ``stop.after_minutes``) stay: they do define a
+# setting.
+IGNORED_KEYS = frozenset({"seed", "seeds", "resume", "device", "progress", "threads", "eval.video"})
 IGNORED_PREFIXES = ("hydra.", "checkpoint.", "log.")
 
 
@@ -149,7 +148,7 @@ def read_run(run_dir: Path) -> Run | None:
     if not scalars:
         warn(f"{run_dir}: no scalars in its event files (empty or corrupt); skipped")
         return None
-    return Run(run_dir, scalars, read_config(run_dir), _read_record(run_dir))
+    return Run(run_dir, scalars, read_config(run_dir), read_record(run_dir))
 
 
 def _readable(events: Path) -> bool:
@@ -201,18 +200,6 @@ def flatten(config_file: Path) -> dict[str, Any]:
     return flatten_container(container)
 
 
-def _read_record(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        warn(f"{path}: cannot read it ({error}); its status is unknown")
-        return {}
-    return record if isinstance(record, dict) else {}
-
-
 # ------------------------------------------------------------------------------------------- grouping
 def _ignored(key: str) -> bool:
     return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
@@ -229,21 +216,6 @@ def differing_keys(runs: Sequence[Run]) -> list[str]:
 
 def _hashable(value: Any) -> Any:
     return (type(value).__name__, value) if isinstance(value, (bool, type(None))) else value
-
-
-def short_names(keys: Sequence[str]) -> dict[str, str]:
-    """Each dotted key shortened to its shortest trailing part that no other key ends with (``agent.tau`` →
-    ``tau``, but ``net.hidden`` and ``agent.actor_net.hidden`` keep ``net.hidden`` and ``actor_net.hidden``)."""
-    parts = {key: key.split(".") for key in keys}
-    names = {}
-    for key, own in parts.items():
-        names[key] = key
-        for length in range(1, len(own)):
-            suffix = own[-length:]
-            if not any(other != key and theirs[-length:] == suffix for other, theirs in parts.items()):
-                names[key] = ".".join(suffix)
-                break
-    return names
 
 
 def format_value(value: Any) -> str:

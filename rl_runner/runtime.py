@@ -98,7 +98,8 @@ class StopSignals:
                 self._interrupt_pending = True
                 return
             raise KeyboardInterrupt
-        self.received = number
+        if self.received is None:  # the first signal decides (SIGUSR2 then SIGTERM: still a requeue)
+            self.received = number
 
     @contextlib.contextmanager
     def protect(self) -> Iterator[None]:

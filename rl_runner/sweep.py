@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import sys
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
@@ -23,10 +26,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rl_runner.runners.record import RECORD_NAME, read_record
+from rl_runner.runners.record import RECORD_NAME, read_json, read_record, write_json
 
 MAX_NAME_LENGTH = 96  # a readable directory name; longer ones end in a hash of the whole
-NOT_FINISHED = ("failed", "diverged", "interrupted", "running")
+NOT_FINISHED = ("failed", "diverged", "interrupted", "running", "not started")
 
 
 # ------------------------------------------------------------------------------------------- job names
@@ -46,6 +49,20 @@ def _short_value(value: str) -> str:
     return f"{number:.4g}"  # an Optuna sample such as 0.00035212375 reads as 0.0003521
 
 
+def short_names(keys: list[str]) -> dict[str, str]:
+    """Each dotted key shortened to its shortest trailing part that no other key ends with (``agent.tau`` ->
+    ``tau``, but ``net.hidden`` and ``agent.actor_net.hidden`` keep ``net.hidden`` and ``actor_net.hidden``)."""
+    parts = {key: key.split(".") for key in keys}
+    names = {}
+    for key, own in parts.items():
+        names[key] = key
+        for length in range(1, len(own)):
+            if not any(other != key and theirs[-length:] == own[-length:] for other, theirs in parts.items()):
+                names[key] = ".".join(own[-length:])
+                break
+    return names
+
+
 def job_name(overrides: list[str], excluded: list[str]) -> str:
     """``tau=0.01_seed=1`` for the job overrides ``agent.tau=0.01 seed=1``, leaving out ``excluded`` keys."""
     pairs = []
@@ -54,14 +71,9 @@ def job_name(overrides: list[str], excluded: list[str]) -> str:
         if key.lstrip("+~") in excluded or key.startswith("hydra.") or key.lstrip("+~") == "resume":
             continue
         pairs.append((key.lstrip("+"), value))
-    parts = [key.split(".") for key, _ in pairs]
-    names = []
-    for (key, value), part in zip(pairs, parts):
-        depth = 1  # the fewest trailing parts that tell this key apart from the other keys
-        while depth < len(part) and any(other[-depth:] == part[-depth:] for other in parts if other is not part):
-            depth += 1
-        names.append(f"{'.'.join(part[-depth:])}={_short_value(value)}")
-    name = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", "_".join(names)).strip("-")
+    names = short_names([key for key, _ in pairs])
+    name = "_".join(f"{names[key]}={_short_value(value)}" for key, value in pairs)
+    name = re.sub(r"[^A-Za-z0-9._=,+-]+", "-", name).strip("-")
     if len(name) > MAX_NAME_LENGTH:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[: MAX_NAME_LENGTH - 9]}-{digest}"
@@ -111,16 +123,42 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+# ------------------------------------------------------------------------------------------- one launch
+# A sweep directory can hold the jobs of several launches (a sweep run again, values added to it): each job marks
+# its directory with the launch it belongs to, so that the summary speaks of this launch only. The id reaches the
+# jobs through the environment, which joblib's workers and submitit's jobs inherit from the launching process.
+LAUNCH_VARIABLE = "RL_RUNNER_SWEEP_LAUNCH"
+LAUNCH_FILE = ".launch"
+STOP_FILE = ".stop-requested"  # in the sweep directory: a signal stopped the sweep, start no more jobs
+
+
+def mark_launched(job_dir: Path, error: str | None = None) -> None:
+    """Mark ``job_dir`` as a job of the current launch, with the error that ended it before its run could say so
+    in ``run.json`` (another run's settings in its directory)."""
+    launch = os.environ.get(LAUNCH_VARIABLE)
+    if launch:
+        write_json(job_dir / LAUNCH_FILE, {"launch": launch, **({"error": error} if error else {})})
+
+
+def request_stop(sweep_dir: Path) -> None:
+    (sweep_dir / STOP_FILE).touch()
+
+
+def stop_requested(sweep_dir: Path) -> bool:
+    return (sweep_dir / STOP_FILE).exists()
+
+
 # ------------------------------------------------------------------------------------------- the summary
 @dataclass
 class SweepOutcome:
     directory: Path
     statuses: dict[str, str] = field(default_factory=dict)  # run directory (relative) -> run.json status
     errors: dict[str, str] = field(default_factory=dict)
+    stopped: bool = False  # a signal stopped the sweep
 
     @property
     def ok(self) -> bool:
-        return bool(self.statuses) and all(status == "finished" for status in self.statuses.values())
+        return not self.stopped and all(status == "finished" for status in self.statuses.values())
 
     def line(self) -> str:
         counts = {status: 0 for status in ("finished", *NOT_FINISHED)}
@@ -138,19 +176,26 @@ class SweepOutcome:
         return text
 
 
-def sweep_outcome(sweep_dir: Path) -> SweepOutcome:
-    """How each run of a sweep directory ended, from the ``run.json`` files (a job directory without one, or a
-    job that runs several seeds, is looked into)."""
-    outcome = SweepOutcome(sweep_dir)
+def sweep_outcome(sweep_dir: Path, launch: str | None = None) -> SweepOutcome:
+    """How each run of a sweep directory ended, from the ``run.json`` files (a job that runs several seeds is
+    looked into); with ``launch``, only the jobs of that launch count."""
+    outcome = SweepOutcome(sweep_dir, stopped=stop_requested(sweep_dir))
     jobs = [path for path in sweep_dir.iterdir() if (path / ".hydra").is_dir()] if sweep_dir.is_dir() else []
     for job in sorted(jobs, key=_job_order):
+        marker = read_json(job / LAUNCH_FILE)
+        if launch is not None and marker.get("launch") != launch:
+            continue
         records = sorted(job.rglob(RECORD_NAME)) or [job / RECORD_NAME]
         for record in records:
             name = str(record.parent.relative_to(sweep_dir))
             content = read_record(record.parent)
-            outcome.statuses[name] = content.get("status", "failed")
-            if content.get("error") or not content:
-                outcome.errors[name] = content.get("error", "no run.json: the job ended before its run started")
+            status = content.get("status", "not started")
+            error = content.get("error")
+            if marker.get("error") and status in ("finished", "not started"):  # it failed before its run began
+                status, error = "failed", marker["error"]
+            outcome.statuses[name] = status
+            if error:
+                outcome.errors[name] = error
     return outcome
 
 
@@ -160,12 +205,31 @@ def _job_order(path: Path) -> tuple[int, str]:
 
 
 class SweepSummary(Callback):
-    """Prints one line when a sweep ends (finished / failed / diverged / interrupted runs) and keeps the outcome
-    for ``rl-train``'s exit status; registered in ``conf/config.yaml`` under ``hydra.callbacks``."""
+    """Registered in ``conf/config.yaml`` under ``hydra.callbacks``. When a sweep starts: a launch id for its
+    jobs, and a first Ctrl-C or SIGTERM in the launching process that asks the sweep to stop instead of killing
+    it (the running jobs checkpoint on their own signal, no new job starts; a second signal aborts). When it
+    ends: one line on how its runs ended, kept for ``rl-train``'s exit status."""
 
     last: SweepOutcome | None = None
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
+        self.launch = uuid.uuid4().hex
+        os.environ[LAUNCH_VARIABLE] = self.launch
+        self.previous = {number: signal.signal(number, self._stop) for number in (signal.SIGINT, signal.SIGTERM)}
+
+    def _stop(self, number: int, frame: FrameType | None) -> None:
+        if stop_requested(self.sweep_dir):
+            raise KeyboardInterrupt
+        request_stop(self.sweep_dir)
+        print(f"rl-train: stopping the sweep after its running jobs (a second {signal.Signals(number).name} aborts)")
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        outcome = sweep_outcome(Path(str(config.hydra.sweep.dir)))
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        outcome = sweep_outcome(self.sweep_dir, self.launch)
+        (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
         SweepSummary.last = outcome
         print(f"rl-train: {outcome.line()}", flush=True)

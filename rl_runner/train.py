@@ -19,6 +19,7 @@ import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import hydra
@@ -40,7 +41,7 @@ from rl_runner.config import (
     sweep_arguments,
     validate_overrides,
 )
-from rl_runner.logging import TrainingDiverged
+from rl_runner.logging import TrainingDiverged, flatten_config
 from rl_runner.runners import runner_function
 from rl_runner.runners.base import RunContext
 from rl_runner.runners.record import RunRecord, read_record
@@ -50,13 +51,18 @@ from rl_runner.sweep import (
     available_cores,
     constant_keys,
     device_for_job,
+    mark_launched,
     parallel_jobs,
-    sweep_outcome,
+    request_stop,
+    stop_requested,
     threads_per_job,
 )
 
 PROGRAM = "rl-train"
 log = logging.getLogger(__name__)
+
+# what a user can cause or meet (a bad value, an unknown env, a corrupt checkpoint, a full disk); anything else is a bug
+EXPECTED_ERRORS = (ValueError, CheckpointError, TrainingDiverged, RunLocked, OSError, gym.error.Error)
 
 
 def train(cfg: DictConfig, run_dir: Path | None = None, continue_existing: bool = False) -> dict:
@@ -64,32 +70,80 @@ def train(cfg: DictConfig, run_dir: Path | None = None, continue_existing: bool 
 
     With ``seeds=N`` (N > 1) the run directory holds one run per seed (``seed_<n>/``) and the summary's
     objective is their mean. ``continue_existing`` (sweep jobs, the seeds of a group) skips a run that
-    finished and resumes one that has a checkpoint, so a sweep can simply be run again.
+    finished and resumes one that has a checkpoint, so a sweep can simply be run again; a run there that was
+    trained with other settings is an error, never continued.
 
     One process at a time per run directory. ``run.json`` records the outcome; a resume that fails before its
-    checkpoint has loaded leaves the run as it was (``run.json`` and, from the command line, ``.hydra/``)."""
+    checkpoint has loaded leaves the run as it was (``run.json`` and ``.hydra/``)."""
     resume_from = Path(cfg.resume).resolve() if cfg.resume else None
     if run_dir is None:
         run_dir = resume_from or Path(HydraConfig.get().runtime.output_dir)
     if int(cfg.seeds) > 1:
         return train_seeds(cfg, run_dir, continue_existing=continue_existing or resume_from is not None)
+    on_start = [lambda: write_run_config(run_dir, cfg, list(HydraConfig.get().overrides.task))]
+    if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
+        on_start = []  # Hydra wrote .hydra/ itself (a new run), or there is no Hydra (train() called from Python)
+    return train_continuing(cfg, run_dir, resume_from, continue_existing, on_start)
+
+
+def train_continuing(
+    cfg: DictConfig, run_dir: Path, resume_from: Path | None, continue_existing: bool, on_start: list[Callable]
+) -> dict:
+    """``train_run``, except that with ``continue_existing`` a run already in ``run_dir`` is skipped when it
+    finished (at ``total_steps`` or beyond) and resumed when it has a checkpoint."""
     if continue_existing and resume_from is None:
-        finished = finished_summary(run_dir)
-        if finished is not None:
+        check_same_settings(run_dir, cfg)
+        previous = read_record(run_dir)
+        summary = previous.get("summary", {})
+        if previous.get("status") == "finished" and summary.get("step", 0) >= int(cfg.total_steps):
             log.info("%s finished before: skipped", run_dir)
-            return finished
+            return {**summary, "interrupted": False, "skipped": True}
         if list_checkpoints(run_dir / "checkpoints"):
             resume_from = run_dir
-    return train_run(cfg, run_dir, resume_from)
+    return train_run(cfg, run_dir, resume_from, on_start)
 
 
-def train_run(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict:
-    """One run in ``run_dir``, fresh or continued from ``resume_from``'s latest readable checkpoint."""
+# Keys that do not change what a run learns: a run continued with other values of these is the same run.
+BOOKKEEPING_KEYS = ("resume", "device", "threads", "progress", "total_steps", "seeds", "matmul_precision")
+BOOKKEEPING_PREFIXES = ("checkpoint.", "log.", "eval.", "stop.")
+
+
+def check_same_settings(run_dir: Path, cfg: DictConfig) -> None:
+    """A sweep run again must find its own runs in its job directories: one trained with other settings (the same
+    directory name, other values of the keys every job shares) is refused with the keys that differ."""
+    saved = read_record(run_dir).get("config")
+    if not saved:
+        return
+    current = flatten_config(cfg)
+    differ = [
+        key
+        for key in sorted(set(saved) | set(current))
+        if key not in BOOKKEEPING_KEYS
+        and not key.startswith(BOOKKEEPING_PREFIXES)
+        and saved.get(key) != current.get(key)
+    ]
+    if differ:
+        shown = ", ".join(f"{key}={saved.get(key)} (now {current.get(key)})" for key in differ[:3])
+        raise ConfigError(
+            f"{run_dir} holds a run trained with other settings: {shown}{' ...' if len(differ) > 3 else ''}; "
+            "run this sweep in another directory (hydra.sweep.dir=...)"
+        )
+
+
+def train_run(cfg: DictConfig, run_dir: Path, resume_from: Path | None, on_start: list[Callable] = ()) -> dict:
+    """One run in ``run_dir``, fresh or continued from ``resume_from``'s latest readable checkpoint; ``on_start``
+    runs once it has started (after the checkpoint has loaded)."""
+    try:
+        check_config(cfg)  # again inside the job: a sweeper may have sampled these values
+    except ConfigError as error:
+        if run_dir.is_dir() and resume_from is None:  # a sweep job's directory (Hydra made it): say why it failed
+            with RunLock(run_dir):
+                RunRecord(run_dir, cfg).end("failed", error=f"{type(error).__name__}: {error}")
+        raise
     run_dir.mkdir(parents=True, exist_ok=True)
     with RunLock(run_dir):
         record = RunRecord(run_dir, cfg)
         try:
-            check_config(cfg)  # again inside the job: a sweeper may have sampled these values
             device = resolve_device(device_for_this_job(cfg.device))
             threads = int(cfg.threads) or threads_for_this_job()
             if threads:
@@ -98,12 +152,10 @@ def train_run(cfg: DictConfig, run_dir: Path, resume_from: Path | None) -> dict:
             seed_everything(cfg.seed)
             log.info("run directory %s, device %s, %d threads", run_dir, device, torch.get_num_threads())
             context = RunContext(run_dir=run_dir, device=device, resume_from=resume_from)
-            context.on_start.append(lambda: record.start(str(device)))
-            if cfg.resume and HydraConfig.initialized():  # rl-train resume=: Hydra was told not to write .hydra/
-                context.on_start.append(lambda: save_job_config(run_dir, cfg))
+            context.on_start += [lambda: record.start(str(device)), *on_start]
             summary = runner_function(cfg.agent.runner, "run")(cfg, context)
         except BaseException as error:
-            if record.started or resume_from is None:
+            if record.started or not cfg.resume:  # an explicit resume that failed to load leaves the run as it was
                 record.end(outcome(error), error=f"{type(error).__name__}: {error}")
             raise
         summary["run_dir"] = str(run_dir)
@@ -118,17 +170,25 @@ def train_seeds(cfg: DictConfig, group_dir: Path, continue_existing: bool) -> di
     of the objective (a sweeper's value: a setting is judged over seeds, not tuned to one). A run that fails ends
     the group with its error; a signal stops it after the run it interrupted."""
     metric = str(cfg.agent.objective.metric)
-    overrides = [o for o in job_overrides(group_dir) if not o.startswith(("resume=", "seed=", "seeds="))]
-    if HydraConfig.initialized() and cfg.resume:
-        save_job_config(group_dir, cfg)  # a resume of the group (Hydra was told not to write .hydra/)
+    overrides = job_overrides(group_dir)
+    group_config_pending = HydraConfig.initialized() and HydraConfig.get().output_subdir is None
+
+    def save_group_config() -> None:  # a group resumed or run again: its .hydra/ once one of its runs has started
+        nonlocal group_config_pending
+        if group_config_pending:
+            write_run_config(group_dir, cfg, overrides)
+            group_config_pending = False
+
+    seed_overrides = [o for o in overrides if not o.startswith(("resume=", "seed=", "seeds="))]
     runs: dict[int, dict] = {}
     for seed in range(int(cfg.seed), int(cfg.seed) + int(cfg.seeds)):
         seed_cfg = cfg.copy()  # a copy per seed: the composed config itself stays as composed
         with open_dict(seed_cfg):
             seed_cfg.seed, seed_cfg.seeds, seed_cfg.resume = seed, 1, None
         run_dir = group_dir / f"seed_{seed}"
-        write_run_config(run_dir, seed_cfg, [*overrides, f"seed={seed}", "seeds=1"])
-        runs[seed] = train(seed_cfg, run_dir, continue_existing=continue_existing)
+        saved = [*seed_overrides, f"seed={seed}", "seeds=1"]
+        on_start = [lambda: write_run_config(run_dir, seed_cfg, saved), save_group_config]
+        runs[seed] = train_continuing(seed_cfg, run_dir, None, continue_existing, on_start)
         if runs[seed]["interrupted"]:
             break
     values = [run.get(metric) for run in runs.values()]
@@ -146,25 +206,17 @@ def train_seeds(cfg: DictConfig, group_dir: Path, continue_existing: bool) -> di
     return summary
 
 
-def finished_summary(run_dir: Path) -> dict | None:
-    """The summary a finished run left in ``run.json``, or None if it has not finished."""
-    content = read_record(run_dir)
-    if content.get("status") != "finished" or "summary" not in content:
-        return None
-    return {**content["summary"], "interrupted": False, "skipped": True}
-
-
 def job_overrides(run_dir: Path) -> list[str]:
     """The overrides this job was composed from: Hydra's inside ``rl-train``, else those saved in the run."""
     if HydraConfig.initialized():
-        return list(HydraConfig.get().overrides.task)
+        return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
     saved = run_dir / ".hydra" / "overrides.yaml"
     return list(OmegaConf.load(saved)) if saved.is_file() else []
 
 
 def write_run_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
-    """``.hydra/`` for a run ``rl-train`` did not create itself (a seed of a group), so that ``rl-eval`` and
-    ``rl-train resume=`` can compose its config again."""
+    """``.hydra/`` (the overrides and the composed config) for a run whose directory Hydra did not write, so that
+    ``rl-eval`` and ``rl-train resume=`` can compose its config again: a seed of a group, a resumed run."""
     hydra_dir = run_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
     for name, content in (("overrides.yaml", OmegaConf.create(overrides)), ("config.yaml", cfg)):
@@ -194,50 +246,53 @@ def threads_for_this_job() -> int | None:
     return threads_per_job(cores, jobs) if jobs > 1 else None
 
 
+def scheduler_requeue_handler() -> Callable | None:
+    """The handler a job scheduler installed for SIGUSR2 in this process (submitit's requeue), if any."""
+    handler = signal.getsignal(signal.SIGUSR2)
+    return handler if callable(handler) else None
+
+
 def hand_on_preemption() -> None:
     """A job scheduler's requeue handler (submitit installs one for SIGUSR2, which SLURM sends before a time
     limit or a preemption) gets the signal once the run has checkpointed and recorded itself as interrupted:
     it requeues the job, and the requeued job finds the checkpoint in the same run directory."""
-    handler = signal.getsignal(signal.SIGUSR2)
-    if callable(handler):
+    handler = scheduler_requeue_handler()
+    if handler is not None:
         log.info("passing SIGUSR2 on to the job scheduler's handler (requeue)")
         handler(signal.SIGUSR2, None)
-
-
-def under_job_scheduler() -> bool:
-    """Whether a scheduler's handler (submitit's requeue) listens for SIGUSR2 in this process."""
-    return callable(signal.getsignal(signal.SIGUSR2))
-
-
-class SweepInterrupted(KeyboardInterrupt):
-    """A job of a local sweep was stopped by a signal: the jobs after it must not start."""
 
 
 def run_sweep_job(cfg: DictConfig) -> float | None:
     """One job of ``rl-train -m``: a failure is recorded (``run.json``) and reported in one line, and the sweep
     goes on; the return value is the objective for a sweeper (None, which Optuna records as a failed trial,
-    when there is none)."""
+    when there is none). A job stopped by a signal asks the sweep to start no more jobs."""
     hydra = HydraConfig.get()
-    job_dir = Path(hydra.runtime.output_dir)
+    job_dir, sweep_dir = Path(hydra.runtime.output_dir), Path(str(hydra.sweep.dir))
     label = f"job {job_dir.name}"
+    mark_launched(job_dir)
+    if stop_requested(sweep_dir):
+        print(f"{PROGRAM}: {label} not started: the sweep was stopped", file=sys.stderr)
+        return None
     try:
         summary = train(cfg, job_dir, continue_existing=True)
-    except (SweepInterrupted, KeyboardInterrupt):
-        raise
     except TrainingDiverged as error:
         print(f"{PROGRAM}: {label} diverged: {error}", file=sys.stderr)
         return None
     except EXPECTED_ERRORS as error:
+        mark_launched(job_dir, error=describe_failure(error))
         print(f"{PROGRAM}: {label} failed: {describe_failure(error)}", file=sys.stderr)
         return None
-    except Exception as error:  # a bug, not the user's input: the traceback helps whoever looks into it
-        log.exception("%s failed", label)
+    except Exception as error:
+        if type(error).__module__.startswith("submitit"):  # submitit's own end of a job (too many requeues)
+            raise
+        log.exception("%s failed", label)  # a bug, not the user's input: the traceback helps whoever looks into it
+        mark_launched(job_dir, error=f"{type(error).__name__}: {error}")
         print(f"{PROGRAM}: {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
         return None
     if summary.get("interrupted"):
-        if not under_job_scheduler():
-            raise SweepInterrupted(str(Path(hydra.sweep.dir)))
-        print(f"{PROGRAM}: {label} interrupted (it resumes when the job runs again)", file=sys.stderr)
+        if scheduler_requeue_handler() is None:
+            request_stop(sweep_dir)
+        print(f"{PROGRAM}: {label} interrupted: it resumes when the sweep runs again", file=sys.stderr)
         return None
     state = "skipped (finished before)" if summary.get("skipped") else "done"
     value = summary.get(cfg.agent.objective.metric)
@@ -252,12 +307,6 @@ def outcome(error: BaseException) -> str:
     if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and error.code == 130):
         return "interrupted"  # a second Ctrl-C, or one while the run was being set up (rl_runner.cli)
     return "failed"
-
-
-def save_job_config(run_dir: Path, cfg: DictConfig) -> None:
-    """What Hydra writes to ``.hydra/`` for a new run, written for a resume only once its checkpoint has loaded
-    (``main`` tells Hydra not to write it), so a resume with overrides that do not fit changes nothing."""
-    write_run_config(run_dir, cfg, list(HydraConfig.get().overrides.task))
 
 
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -276,10 +325,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         print(f"{PROGRAM}: stopped by a signal; continue with: {PROGRAM} resume={summary['run_dir']}")
         sys.exit(130)
     return summary.get(cfg.agent.objective.metric)  # what a sweeper optimises
-
-
-# what a user can cause or meet (a bad value, an unknown env, a corrupt checkpoint, a full disk); anything else is a bug
-EXPECTED_ERRORS = (ValueError, CheckpointError, TrainingDiverged, RunLocked, OSError, gym.error.Error)
 
 
 def describe_failure(error: BaseException) -> str:
@@ -349,11 +394,10 @@ def _main(argv: list[str]) -> None:
         _hydra_main()
     except ValueError as error:  # Hydra's own usage errors, e.g. -m together with --cfg
         fail(str(error))
-    except SweepInterrupted as interrupted:
-        outcome = sweep_outcome(Path(str(interrupted)))
-        print(f"{PROGRAM}: {outcome.line()}", file=sys.stderr)
-        fail(f"sweep stopped by a signal; continue with: {PROGRAM} resume={interrupted}", code=130)
-    if SweepSummary.last is not None and not SweepSummary.last.ok:
+    outcome = SweepSummary.last
+    if outcome is not None and outcome.stopped:
+        fail(f"sweep stopped by a signal; continue with: {PROGRAM} resume={outcome.directory}", code=130)
+    if outcome is not None and not outcome.ok:
         sys.exit(1)
 
 

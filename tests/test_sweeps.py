@@ -111,30 +111,46 @@ def test_a_failing_job_is_recorded_the_sweep_goes_on_and_running_it_again_skips_
     summary = [line for line in result.stdout.splitlines() if line.startswith("rl-train: sweep")]
     assert len(summary) == 1 and "2 runs: 1 finished, 1 failed" in summary[0] and "0_id=Nope-v0" in summary[0]
 
-    again = run_sweep(f"resume={sweep_dir}")
+    saved = (finished / ".hydra" / "overrides.yaml").read_text()
+    again = run_sweep(f"resume={sweep_dir}", "log.every=25")  # run again, with a setting that changes nothing learned
     assert again.returncode == 1
     assert "job 1_id=Pendulum-v1 skipped (finished before)" in again.stdout
     assert len(record(finished)["attempts"]) == 1  # not run again
+    assert (finished / ".hydra" / "overrides.yaml").read_text() == saved  # nor its saved config rewritten
     assert len(record(failed)["attempts"]) == 2  # tried again
+    assert "2 runs: 1 finished, 1 failed" in again.stdout
+
+    # the same command with another shared value: the same job names, other settings; refused, never continued
+    other = run_sweep("-m", "env.id=Nope-v0,Pendulum-v1", *SWEEP_JOB, "agent.tau=0.5", f"hydra.sweep.dir={sweep_dir}")
+    assert other.returncode == 1
+    assert "job 1_id=Pendulum-v1 failed" in other.stderr and "agent.tau=0.005 (now 0.5)" in other.stderr
+    assert "2 runs: 0 finished, 2 failed" in other.stdout
+    assert record(finished)["status"] == "finished" and len(record(finished)["attempts"]) == 1
 
 
-def test_an_interrupted_sweep_stops_and_running_it_again_resumes_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_an_interrupted_sweep_stops_and_running_it_again_resumes_it(tmp_path: Path, launcher: str) -> None:
+    """Ctrl-C reaches every process of the terminal's group: the running jobs checkpoint, no new job starts."""
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", *SWEEP_JOB, "total_steps=4000", "checkpoint.every=100", f"hydra.sweep.dir={sweep_dir}"]
-    process = subprocess.Popen(cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    first = sweep_dir / "0_seed=0"
-    wait_for(lambda: any((first / "checkpoints").glob("step_*")), process)
-    process.send_signal(signal.SIGINT)
+    parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
+    args = ["-m", *parallel, "seed=0,1,2", *SWEEP_JOB, "total_steps=5000", "checkpoint.every=100"]
+    args.append(f"hydra.sweep.dir={sweep_dir}")
+    process = subprocess.Popen(
+        cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    running = [sweep_dir / "0_seed=0", *([sweep_dir / "1_seed=1"] if launcher == "joblib" else [])]
+    wait_for(lambda: all(any((job / "checkpoints").glob("step_*")) for job in running), process)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
+    assert process.returncode == 130, stdout + stderr
     assert f"continue with: rl-train resume={sweep_dir}" in stderr
-    assert record(first)["status"] == "interrupted"
-    assert not (sweep_dir / "1_seed=1").exists()  # the job after it never started
+    assert all(record(job)["status"] == "interrupted" for job in running)
+    assert not (sweep_dir / "2_seed=2" / "run.json").exists()  # the last job never started
 
     again = run_sweep(f"resume={sweep_dir}", "total_steps=600")
     assert again.returncode == 0, again.stderr
-    assert [a["status"] for a in record(first)["attempts"]] == ["interrupted", "finished"]
-    assert record(first)["summary"]["step"] == 600 and record(sweep_dir / "1_seed=1")["summary"]["step"] == 600
+    assert [a["status"] for a in record(running[0])["attempts"]] == ["interrupted", "finished"]
+    assert all(record(sweep_dir / f"{n}_seed={n}")["summary"]["step"] == 600 for n in range(3))
 
 
 def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None:
@@ -215,16 +231,21 @@ def test_parallel_jobs_share_the_cores_and_spread_over_gpus() -> None:
     assert device_for_job("cuda:0", 5, gpus=4) == "cuda:0" and device_for_job("cpu", 3, gpus=4) == "cpu"
 
 
-def test_sweep_outcome_counts_every_run_and_names_the_first_failure(tmp_path: Path) -> None:
-    for name, status in (("0_a=1", "finished"), ("1_a=2", "diverged"), ("2_a=3", None)):
+def test_sweep_outcome_counts_the_runs_of_one_launch_and_names_the_first_failure(tmp_path: Path) -> None:
+    jobs = [("0_a=1", "finished", "now"), ("1_a=2", "diverged", "now"), ("2_a=3", None, "now")]
+    for name, status, launch in [*jobs, ("3_a=4", "failed", "an earlier launch")]:
         (tmp_path / name / ".hydra").mkdir(parents=True)
+        (tmp_path / name / ".launch").write_text(json.dumps({"launch": launch}))
         if status:
             (tmp_path / name / "run.json").write_text(json.dumps({"status": status, "error": "NaN at step 5"}))
-    outcome = sweep_outcome(tmp_path)
+    outcome = sweep_outcome(tmp_path, launch="now")
     assert not outcome.ok
-    assert outcome.statuses == {"0_a=1": "finished", "1_a=2": "diverged", "2_a=3": "failed"}
-    assert "3 runs: 1 finished, 1 failed, 1 diverged" in outcome.line() and "1_a=2: NaN at step 5" in outcome.line()
+    assert outcome.statuses == {"0_a=1": "finished", "1_a=2": "diverged", "2_a=3": "not started"}
+    line = outcome.line()
+    assert "3 runs: 1 finished, 1 diverged, 1 not started" in line and "1_a=2: NaN at step 5" in line
+    assert len(sweep_outcome(tmp_path).statuses) == 4  # every launch
     assert SweepOutcome(tmp_path, {"0": "finished"}).ok
+    assert not SweepOutcome(tmp_path, {"0": "finished"}, stopped=True).ok
 
 
 def test_optuna_interval_syntax_passes_the_up_front_check_and_its_ends_are_checked() -> None:
@@ -258,6 +279,8 @@ def test_early_stops_at_a_target_objective_or_a_time_budget_end_as_finished(tiny
     target = train(tiny_config("env=pendulum", "eval.every=100", "stop.at_objective=-100000"), tmp_path / "target")
     assert target["step"] == 100 and target["stopped_by"] == "at_objective" and not target["interrupted"]
     assert record(tmp_path / "target")["status"] == "finished"
+    at_the_end = train(tiny_config("env=pendulum", "eval.every=0", "stop.at_objective=-100000"), tmp_path / "end")
+    assert at_the_end["step"] == 300 and at_the_end["stopped_by"] is None  # reached at the last evaluation: not early
     budget = train(tiny_config("env=pendulum", "stop.after_minutes=1e-6"), tmp_path / "budget")
     assert budget["step"] == 1 and budget["stopped_by"] == "after_minutes"
     assert "eval/return_mean" in budget  # the final evaluation still runs
@@ -279,3 +302,37 @@ def test_seeds_per_job_train_one_run_per_seed_and_report_the_mean(tiny_config, t
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_device_for_job_on_this_machine() -> None:
     assert device_for_job("auto", 1, torch.cuda.device_count()).startswith(("cuda", "auto"))
+
+
+@pytest.mark.parametrize(
+    "search, setting",
+    [
+        ("ddpg", ["experiment=ddpg_pendulum"]),
+        ("rainbow", ["experiment=rainbow_cartpole"]),
+        ("drqn", ["experiment=drqn_tmaze"]),
+        ("anogan", ["agent=anogan"]),
+        ("autoencoder", ["agent=autoencoder", "data.path=readings.csv"]),
+    ],
+)
+def test_every_search_space_names_real_keys_with_legal_values_and_the_objectives_direction(search, setting) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from rl_runner.config import CONF_DIR
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*setting, f"search={search}"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert "optuna" in sweeper._target_.lower() and sweeper.max_failure_rate == 1.0
+    assert sweeper.direction == {"max": "maximize", "min": "minimize"}[cfg.agent.objective.direction.value]
+    params = [f"{key}={value}" for key, value in sweeper.params.items()]
+    assert len(params) >= 3
+    validate_overrides([*setting, *params])  # every key exists and both ends / every choice is legal
+
+
+def test_a_sampled_value_out_of_bounds_fails_its_job_with_the_reason_in_run_json(tiny_config, tmp_path: Path) -> None:
+    job_dir = tmp_path / "3_gamma=2.0"
+    (job_dir / ".hydra").mkdir(parents=True)  # Hydra makes a job's directory (and its .hydra/) before the job runs
+    with pytest.raises(ConfigError, match="agent.gamma=2.0 must be in"):
+        train(tiny_config("env=pendulum", "agent.gamma=2.0"), job_dir, continue_existing=True)
+    assert record(job_dir)["status"] == "failed" and "agent.gamma=2.0" in record(job_dir)["error"]
+    assert sweep_outcome(tmp_path).statuses == {"3_gamma=2.0": "failed"}

@@ -63,7 +63,12 @@ def is_sweep_directory(path: str) -> bool:
 
 # Hydra overrides of a sweep that are not carried over when it runs again: the directory is given anew, and the
 # job-name keys are worked out again from the command line.
-NOT_CARRIED_OVER = ("hydra.sweep.dir=", "hydra.mode=", "hydra.job.config.override_dirname.exclude_keys=")
+NOT_CARRIED_OVER = (
+    "hydra.sweep.dir=",
+    "hydra.mode=",
+    "hydra.job.config.override_dirname.exclude_keys=",
+    "hydra.output_subdir=",
+)
 
 
 def sweep_arguments(sweep_dir: str, overrides: list[str]) -> list[str]:
@@ -74,9 +79,12 @@ def sweep_arguments(sweep_dir: str, overrides: list[str]) -> list[str]:
         saved = OmegaConf.load(path / "multirun.yaml").hydra.overrides
         hydra_overrides = [str(o) for o in saved.hydra if not str(o).startswith(NOT_CARRIED_OVER)]
         task_overrides = [str(o) for o in saved.task if not str(o).startswith("resume=")]
-    except (OSError, OmegaConfBaseException, AttributeError) as error:
-        raise ConfigError(f"resume={sweep_dir}: cannot read its multirun.yaml ({describe_error(error)})") from error
-    return hydra_overrides + task_overrides + overrides + [f"hydra.sweep.dir={_quoted(path)}"]
+    except (OSError, OmegaConfBaseException, AttributeError, TypeError, yaml.YAMLError) as error:
+        raise ConfigError(f"resume={sweep_dir}: cannot read its multirun.yaml ({_first_line(error)})") from error
+    # Hydra would rewrite every job's .hydra/ before the job runs, a finished one's too: a job that trains writes
+    # its own once it has started (rl_runner.train)
+    again = [f"hydra.sweep.dir={_quoted(path)}", "hydra.output_subdir=null"]
+    return [*hydra_overrides, *task_overrides, *overrides, *again]
 
 
 # ------------------------------------------------------------------------- the command line's check
@@ -120,11 +128,11 @@ def _override_variants(overrides: list[str]) -> list[list[str]]:
 
 
 def _sweep_values(override: Override) -> list[str]:
-    """The values to check of a sweep: each listed one, or both ends of an Optuna ``interval(low, high)``."""
+    """The values to check of a sweep: each listed one, or both ends of an Optuna ``interval(low, high)`` as the
+    sampler draws them (floats, unless written ``int(interval(...))``)."""
     if override.is_interval_sweep():
         interval = override.value()
-        ends = (float(interval.start), float(interval.end))
-        return [str(int(end)) if end.is_integer() else repr(end) for end in ends]
+        return [repr(end) for end in (interval.start, interval.end)]
     return list(override.sweep_string_iterator())
 
 
@@ -150,16 +158,39 @@ def validate_overrides(overrides: list[str]) -> list[str]:
         if (CONF_DIR / key).is_dir() and parsed.value() is None and not parsed.is_delete():
             raise ConfigError(f"{override}: a config group cannot be set to null; remove it with ~{key}")
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    swept = own
     try:
-        variants = _override_variants(own)
-        warnings: list[str] = []
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            for variant in variants:
+            swept = own + _search_space(own, overrides)
+            warnings: list[str] = []
+            for variant in _override_variants(swept):
                 cfg = compose(config_name="config", overrides=variant)
                 check_config(cfg)
                 warnings += [w for w in config_warnings(cfg) if w not in warnings]
     except ConfigError:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        raise ConfigError(describe_error(error)) from error
+        message = describe_error(error)
+        if "could not be converted to Integer" in message and any("interval(" in o for o in swept):
+            message += " (interval() samples floats: write int(interval(low, high)) for an integer key)"
+        raise ConfigError(message) from error
     return warnings
+
+
+def _search_space(own: list[str], overrides: list[str]) -> list[str]:
+    """The Optuna sweeper's search space (``hydra.sweeper.params``, from ``conf/search/`` or the command line) as
+    overrides, without the keys the command line fixes (the sweeper leaves those out too)."""
+    parser = OverridesParser.create()
+    hydra_overrides = [o for o in overrides if o not in own and not parser.parse_override(o).is_sweep_override()]
+    try:
+        cfg = compose(
+            config_name="config", overrides=_override_variants(own)[0] + hydra_overrides, return_hydra_config=True
+        )
+    except AssertionError as error:  # OmegaConf's way of saying that hydra.sweeper has no such key
+        params = [o for o in hydra_overrides if o.startswith("hydra.sweeper.params")]
+        if params:
+            raise ConfigError(f"{params[0]}: a search space needs the Optuna sweeper (search=<agent>)") from error
+        raise ConfigError(f"cannot apply {' '.join(hydra_overrides)}") from error
+    params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
+    fixed = {o.split("=", 1)[0].lstrip("+~") for o in own}
+    return [f"{key}={value}" for key, value in params.items() if key not in fixed]

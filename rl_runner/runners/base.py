@@ -189,6 +189,9 @@ class RunSkeleton:
         if missing:
             log.warning("%s holds no %s (checkpoint.save_replay=false): refilling from empty", checkpoint, missing)
         self.counters = Counters(**progress["counters"])
+        saved_best = self._best_saved()
+        if saved_best is not None and self._better(saved_best, self.counters.best_objective):
+            self.counters.best_objective = saved_best
         self.metrics.load_state_dict(progress["metrics"], self.agent.device)
         self.clock.load_state_dict(progress["clock"])  # the saved horizon stays: see rl_runner/clock.py
         if int(self.cfg.total_steps) > self.clock.horizon:
@@ -303,16 +306,32 @@ class RunSkeleton:
             self._judge(scalars[self.objective])
 
     def _judge(self, value: float) -> None:
-        """Keep the best checkpoint, and stop early once the objective reaches ``stop.at_objective``."""
-        best = self.counters.best_objective
-        if best is None or (value > best if self.maximise else value < best):
+        """Keep the best checkpoint, and stop early once the objective reaches ``stop.at_objective`` (a NaN
+        evaluation is neither: it would compare worse than nothing and better than nothing)."""
+        if not math.isfinite(value):
+            return
+        if self._better(value, self.counters.best_objective):
             self.counters.best_objective = value
             if self.cfg.checkpoint.best:
                 self.save_best()
         target = self.cfg.stop.at_objective
-        if target is not None and (value >= target if self.maximise else value <= target):
+        early = self.clock.step < int(self.cfg.total_steps) and self.stop_reason is None
+        if early and target is not None and not self._better(target, value):
             self.stop_reason = "at_objective"
             log.info("%s=%.4g reached stop.at_objective=%s at step %d", self.objective, value, target, self.clock.step)
+
+    def _better(self, value: float, than: float | None) -> bool:
+        return than is None or (value > than if self.maximise else value < than)
+
+    def _best_saved(self) -> float | None:
+        """The objective of ``checkpoints/best``: a run killed outright may have kept a best newer than the
+        checkpoint it resumes from, which a worse evaluation must not replace."""
+        try:
+            return read_checkpoint(self.checkpoint_dir / BEST, ["progress"], "cpu")["progress"]["counters"][
+                "best_objective"
+            ]
+        except (CheckpointError, KeyError, TypeError):
+            return None
 
     def _summary(self, checkpoint: Path, interrupted_by: int | None) -> dict:
         counters = self.counters

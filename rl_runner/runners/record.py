@@ -22,6 +22,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from rl_runner.logging import flatten_config
+
 log = logging.getLogger(__name__)
 RECORD_NAME = "run.json"
 PACKAGES = ("rl-runner", "torch", "gymnasium", "numpy", "hydra-core", "omegaconf", "mujoco", "ale-py")
@@ -84,6 +86,7 @@ class RunRecord:
             "seed": cfg.seed,
             "objective": self.objective,
             "attempts": previous.get("attempts", []),
+            "config": flatten_config(cfg),  # what a sweep run again compares its job's settings with
         }
 
     def _write(self) -> None:
@@ -121,10 +124,16 @@ class RunRecord:
 
 def read_record(run_dir: Path) -> dict[str, Any]:
     """A run's ``run.json``, or {} when it has none or it cannot be read."""
+    return read_json(run_dir / RECORD_NAME)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or {} when there is none or it cannot be read."""
     try:
-        return json.loads((run_dir / RECORD_NAME).read_text())
+        content = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return content if isinstance(content, dict) else {}
 
 
 def write_json(path: Path, content: Any) -> None:
