@@ -78,8 +78,8 @@ def train(cfg: DictConfig, run_dir: Path | None = None, continue_existing: bool 
     resume_from = Path(cfg.resume).resolve() if cfg.resume else None
     if run_dir is None:
         run_dir = resume_from or Path(HydraConfig.get().runtime.output_dir)
-    if int(cfg.seeds) > 1:
-        return train_seeds(cfg, run_dir, continue_existing=continue_existing or resume_from is not None)
+    if int(cfg.seeds) > 1:  # an explicit resume of a group may change settings, as a resume of one run may
+        return train_seeds(cfg, run_dir, continue_existing or resume_from is not None, same_settings=not cfg.resume)
     on_start = [lambda: write_run_config(run_dir, cfg, list(HydraConfig.get().overrides.task))]
     if not HydraConfig.initialized() or HydraConfig.get().output_subdir is not None:
         on_start = []  # Hydra wrote .hydra/ itself (a new run), or there is no Hydra (train() called from Python)
@@ -87,12 +87,19 @@ def train(cfg: DictConfig, run_dir: Path | None = None, continue_existing: bool 
 
 
 def train_continuing(
-    cfg: DictConfig, run_dir: Path, resume_from: Path | None, continue_existing: bool, on_start: list[Callable]
+    cfg: DictConfig,
+    run_dir: Path,
+    resume_from: Path | None,
+    continue_existing: bool,
+    on_start: list[Callable],
+    same_settings: bool = True,
 ) -> dict:
     """``train_run``, except that with ``continue_existing`` a run already in ``run_dir`` is skipped when it
-    finished (at ``total_steps`` or beyond) and resumed when it has a checkpoint."""
+    finished (at ``total_steps`` or beyond) and resumed when it has a checkpoint (with ``same_settings``, only
+    if it was trained with the settings of ``cfg``)."""
     if continue_existing and resume_from is None:
-        check_same_settings(run_dir, cfg)
+        if same_settings:
+            check_same_settings(run_dir, cfg)
         previous = read_record(run_dir)
         summary = previous.get("summary", {})
         if previous.get("status") == "finished" and summary.get("step", 0) >= int(cfg.total_steps):
@@ -126,7 +133,7 @@ def check_same_settings(run_dir: Path, cfg: DictConfig) -> None:
         shown = ", ".join(f"{key}={saved.get(key)} (now {current.get(key)})" for key in differ[:3])
         raise ConfigError(
             f"{run_dir} holds a run trained with other settings: {shown}{' ...' if len(differ) > 3 else ''}; "
-            "run this sweep in another directory (hydra.sweep.dir=...)"
+            "run this sweep in a directory of its own (hydra.sweep.dir=...)"
         )
 
 
@@ -165,7 +172,7 @@ def train_run(cfg: DictConfig, run_dir: Path, resume_from: Path | None, on_start
     return summary
 
 
-def train_seeds(cfg: DictConfig, group_dir: Path, continue_existing: bool) -> dict:
+def train_seeds(cfg: DictConfig, group_dir: Path, continue_existing: bool, same_settings: bool) -> dict:
     """``cfg.seeds`` runs in ``group_dir/seed_<n>`` one after the other; the summary holds each run's and the mean
     of the objective (a sweeper's value: a setting is judged over seeds, not tuned to one). A run that fails ends
     the group with its error; a signal stops it after the run it interrupted."""
@@ -188,7 +195,7 @@ def train_seeds(cfg: DictConfig, group_dir: Path, continue_existing: bool) -> di
         run_dir = group_dir / f"seed_{seed}"
         saved = [*seed_overrides, f"seed={seed}", "seeds=1"]
         on_start = [lambda: write_run_config(run_dir, seed_cfg, saved), save_group_config]
-        runs[seed] = train_continuing(seed_cfg, run_dir, None, continue_existing, on_start)
+        runs[seed] = train_continuing(seed_cfg, run_dir, None, continue_existing, on_start, same_settings)
         if runs[seed]["interrupted"]:
             break
     values = [run.get(metric) for run in runs.values()]
