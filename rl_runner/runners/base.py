@@ -327,9 +327,8 @@ class RunSkeleton:
         """The objective of ``checkpoints/best``: a run killed outright may have kept a best newer than the
         checkpoint it resumes from, which a worse evaluation must not replace."""
         try:
-            return read_checkpoint(self.checkpoint_dir / BEST, ["progress"], "cpu")["progress"]["counters"][
-                "best_objective"
-            ]
+            progress = read_checkpoint(self.checkpoint_dir / BEST, ["progress"], "cpu")["progress"]
+            return progress["counters"]["best_objective"]
         except (CheckpointError, KeyError, TypeError):
             return None
 
