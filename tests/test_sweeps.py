@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -253,6 +252,12 @@ def test_optuna_interval_syntax_passes_the_up_front_check_and_its_ends_are_check
     validate_overrides(["env=pendulum", "net.hidden=range(16, 64, 16)"])
     with pytest.raises(ConfigError, match="agent.tau"):
         validate_overrides(["env=pendulum", "agent.tau=interval(0.001, 2.0)"])
+    with pytest.raises(ConfigError, match=r"int\(interval\(low, high\)\) for an integer key"):
+        validate_overrides(["env=pendulum", "net.hidden=interval(16, 256)"])  # the sampler would draw floats
+    validate_overrides(["env=pendulum", "net.hidden=int(interval(16, 256))"])
+    searched = "hydra.sweeper.params.agent.gamma='choice(0.9, 1.5)'"  # added to conf/search/ddpg.yaml's space
+    with pytest.raises(ConfigError, match="agent.gamma=1.5 must be in"):
+        validate_overrides(["experiment=ddpg_pendulum", "search=ddpg", searched])
 
 
 # ------------------------------------------------------------------------------------------- best and early stops
@@ -297,11 +302,6 @@ def test_seeds_per_job_train_one_run_per_seed_and_report_the_mean(tiny_config, t
     again = train(tiny_config("env=pendulum", "total_steps=150", "eval.every=150", "seed=4", "seeds=2"), tmp_path, True)
     assert again["eval/return_mean"] == summary["eval/return_mean"]  # both runs had finished: skipped
     assert len(record(tmp_path / "seed_4")["attempts"]) == 1
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_device_for_job_on_this_machine() -> None:
-    assert device_for_job("auto", 1, torch.cuda.device_count()).startswith(("cuda", "auto"))
 
 
 @pytest.mark.parametrize(
