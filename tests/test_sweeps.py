@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hydra import initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_runner.checkpoint import load_state
-from rl_runner.config import ConfigError, validate_overrides
+from rl_runner.config import CONF_DIR, ConfigError, validate_overrides
+from rl_runner.config.compose import search_space_overrides
 from rl_runner.logging import read_scalars
 from rl_runner.sweep import (
     SweepOutcome,
@@ -255,9 +257,11 @@ def test_optuna_interval_syntax_passes_the_up_front_check_and_its_ends_are_check
     with pytest.raises(ConfigError, match=r"int\(interval\(low, high\)\) for an integer key"):
         validate_overrides(["env=pendulum", "net.hidden=interval(16, 256)"])  # the sampler would draw floats
     validate_overrides(["env=pendulum", "net.hidden=int(interval(16, 256))"])
-    searched = "hydra.sweeper.params.agent.gamma='choice(0.9, 1.5)'"  # added to conf/search/ddpg.yaml's space
-    with pytest.raises(ConfigError, match="agent.gamma=1.5 must be in"):
-        validate_overrides(["experiment=ddpg_pendulum", "search=ddpg", searched])
+    # a search space from conf/search/ joins the check, less the keys the command line fixes
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        searched = search_space_overrides(["search=ddpg", "net.hidden=64"], ["search=ddpg", "net.hidden=64"])
+    assert "agent.alpha=tag(log, interval(1e-4, 3e-3))" in searched and len(searched) == 5
+    assert not any(override.startswith("net.hidden=") for override in searched)
 
 
 # ------------------------------------------------------------------------------------------- best and early stops

@@ -161,7 +161,7 @@ def validate_overrides(overrides: list[str]) -> list[str]:
     swept = own
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            swept = own + _search_space(own, overrides)
+            swept = own + search_space_overrides(own, overrides)
             warnings: list[str] = []
             for variant in _override_variants(swept):
                 cfg = compose(config_name="config", overrides=variant)
@@ -177,7 +177,7 @@ def validate_overrides(overrides: list[str]) -> list[str]:
     return warnings
 
 
-def _search_space(own: list[str], overrides: list[str]) -> list[str]:
+def search_space_overrides(own: list[str], overrides: list[str]) -> list[str]:
     """The Optuna sweeper's search space (``hydra.sweeper.params``, from ``conf/search/`` or the command line) as
     overrides, without the keys the command line fixes (the sweeper leaves those out too)."""
     parser = OverridesParser.create()
