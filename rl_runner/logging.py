@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from tqdm import tqdm
 
 
@@ -115,7 +116,13 @@ class RunLogger:
         metrics = {
             f"final/{k}": v for k, v in final_metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)
         }
-        self.writer.add_hparams(flat, metrics, run_name=".", global_step=step)
+        # into this writer's own event file: add_hparams would open a second writer whose file, created in the
+        # same second, can sort before this one's, so that a resumed run's purge would drop the final metrics
+        experiment, session_start, session_end = hparams_summaries(flat, metrics)
+        file_writer = self.writer._get_file_writer()
+        for summary in (experiment, session_start, session_end):
+            file_writer.add_summary(summary, step)
+        self.scalars(metrics, step)
 
     def close(self) -> None:
         if self.bar is not None:
