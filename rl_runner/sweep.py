@@ -148,6 +148,24 @@ def stop_requested(sweep_dir: Path) -> bool:
     return (sweep_dir / STOP_FILE).exists()
 
 
+def stop_parallel_jobs() -> int:
+    """SIGTERM to the worker processes of joblib's launcher, so that a signal to the launching process alone (a
+    `kill`, a container stop) stops the running jobs with a checkpoint too; after Ctrl-C, which the workers got
+    already, it changes nothing (a run's first stop signal decides). Returns how many workers were signalled."""
+    try:
+        from joblib.externals.loky import reusable_executor  # the executor Hydra's joblib launcher runs jobs on
+    except ImportError:
+        return 0
+    executor = reusable_executor._executor
+    workers = list(getattr(executor, "_processes", {}).values()) if executor is not None else []
+    for worker in workers:
+        try:
+            os.kill(worker.pid, signal.SIGTERM)
+        except OSError:  # it ended meanwhile
+            pass
+    return len(workers)
+
+
 # ------------------------------------------------------------------------------------------- the summary
 @dataclass
 class SweepOutcome:
@@ -224,7 +242,9 @@ class SweepSummary(Callback):
         if stop_requested(self.sweep_dir):
             raise KeyboardInterrupt
         request_stop(self.sweep_dir)
-        print(f"rl-train: stopping the sweep after its running jobs (a second {signal.Signals(number).name} aborts)")
+        told = stop_parallel_jobs()
+        jobs = f"the jobs of {told} worker processes checkpoint and stop" if told else "no new job starts"
+        print(f"rl-train: stopping the sweep: {jobs} (a second {signal.Signals(number).name} aborts)", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         for number, handler in self.previous.items():

@@ -129,9 +129,14 @@ def test_a_failing_job_is_recorded_the_sweep_goes_on_and_running_it_again_skips_
     assert record(finished)["status"] == "finished" and len(record(finished)["attempts"]) == 1
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
-def test_an_interrupted_sweep_stops_and_running_it_again_resumes_it(tmp_path: Path, launcher: str) -> None:
-    """Ctrl-C reaches every process of the terminal's group: the running jobs checkpoint, no new job starts."""
+@pytest.mark.parametrize(
+    "launcher, stop",
+    [("basic", "ctrl-c"), ("joblib", "ctrl-c"), ("joblib", "kill")],
+    ids=["basic-ctrl-c", "joblib-ctrl-c", "joblib-sigterm-to-the-main-process"],
+)
+def test_an_interrupted_sweep_stops_and_running_it_again_resumes_it(tmp_path: Path, launcher: str, stop: str) -> None:
+    """Ctrl-C reaches every process of the terminal's group; a `kill` reaches the main process only, which passes
+    it to joblib's workers. Either way the running jobs checkpoint and no new job starts."""
     sweep_dir = tmp_path / "sweep"
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
     args = ["-m", *parallel, "seed=0,1,2", *SWEEP_JOB, "total_steps=5000", "checkpoint.every=100"]
@@ -141,7 +146,10 @@ def test_an_interrupted_sweep_stops_and_running_it_again_resumes_it(tmp_path: Pa
     )
     running = [sweep_dir / "0_seed=0", *([sweep_dir / "1_seed=1"] if launcher == "joblib" else [])]
     wait_for(lambda: all(any((job / "checkpoints").glob("step_*")) for job in running), process)
-    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    if stop == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    else:
+        process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stdout + stderr
     assert f"continue with: rl-train resume={sweep_dir}" in stderr
