@@ -31,10 +31,10 @@ from omegaconf import DictConfig
 
 from rl_runner.checkpoint import (
     CHECKPOINT_PATTERN,
-    REPLACED_PREFIX,
     checkpoint_name,
     latest_checkpoint,
     missing_checkpoint_hint,
+    named_checkpoints,
 )
 from rl_runner.config import run_config
 from rl_runner.runners import runner_entry
@@ -90,17 +90,9 @@ def _is_run_dir(path: Path) -> bool:
 
 
 def _available_checkpoints(root: Path) -> dict[str, Path]:
-    """Complete checkpoints by name (``step_*`` in step order, their names being zero-padded, then others such as
-    ``best``), each a directory of ``.pt`` files. Hidden directories are unfinished saves (``.tmp-*``) or ones a
-    resume found corrupt (``.corrupt-*``), except a complete checkpoint moved aside by a save of the same name that
-    was killed before it could put the new one in place (``REPLACED_PREFIX``), which is still that checkpoint."""
-    found: dict[str, Path] = {}
-    for path in sorted(root.iterdir()) if root.is_dir() else []:
-        name = path.name.removeprefix(REPLACED_PREFIX)
-        if name.startswith(".") or (name != path.name and (root / name).exists()):
-            continue
-        if path.is_dir() and any(path.glob("*.pt")):
-            found[name] = path
+    """The run's checkpoints that hold files, ``step_*`` in step order (their names are zero-padded), then others
+    such as ``best``."""
+    found = {name: path for name, path in named_checkpoints(root).items() if any(path.glob("*.pt"))}
     return dict(sorted(found.items(), key=lambda item: (CHECKPOINT_PATTERN.match(item[0]) is None, item[0])))
 
 

@@ -108,17 +108,26 @@ def _recover_replaced(root: Path) -> None:
             os.rename(replaced, original)
 
 
-def list_checkpoints(root: Path) -> list[Path]:
-    """Complete checkpoints under ``root``, oldest first (one moved aside by an interrupted replace included)."""
-    if not root.is_dir():
-        return []
+def named_checkpoints(root: Path) -> dict[str, Path]:
+    """Complete checkpoint directories under ``root`` by name (``step_*``, ``best``), one moved aside by a save of
+    the same name that was killed before it could put the new one in place included (it is still that checkpoint).
+    Other hidden directories are unfinished saves (``.tmp-*``) or ones a resume found corrupt (``.corrupt-*``)."""
     found = {}
-    for path in root.iterdir():
-        name = path.name[len(REPLACED_PREFIX) :] if path.name.startswith(REPLACED_PREFIX) else path.name
+    for path in root.iterdir() if root.is_dir() else []:
+        name = path.name.removeprefix(REPLACED_PREFIX)
+        if path.is_dir() and not name.startswith(".") and (path.name == name or not (root / name).exists()):
+            found[name] = path
+    return found
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete ``step_*`` checkpoints under ``root``, oldest first."""
+    steps = {}
+    for name, path in named_checkpoints(root).items():
         match = CHECKPOINT_PATTERN.match(name)
-        if path.is_dir() and match and (path.name == name or not (root / name).exists()):
-            found[int(match.group(1))] = path
-    return [found[step] for step in sorted(found)]
+        if match:
+            steps[int(match.group(1))] = path
+    return [steps[step] for step in sorted(steps)]
 
 
 def missing_checkpoint_hint(run_dir: Path) -> str:
