@@ -21,7 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rl_runner.checkpoint import load_state
 from rl_runner.config import CONF_DIR, ConfigError, validate_overrides
-from rl_runner.config.compose import search_space_overrides
+from rl_runner.config.compose import compose_with_search_space
 from rl_runner.logging import read_scalars
 from rl_runner.sweep import (
     SweepOutcome,
@@ -267,7 +267,7 @@ def test_optuna_interval_syntax_passes_the_up_front_check_and_its_ends_are_check
     validate_overrides(["env=pendulum", "net.hidden=int(interval(16, 256))"])
     # a search space from conf/search/ joins the check, less the keys the command line fixes
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        searched = search_space_overrides(["search=ddpg", "net.hidden=64"], ["search=ddpg", "net.hidden=64"])
+        _, searched = compose_with_search_space(["search=ddpg", "net.hidden=64"], ["search=ddpg", "net.hidden=64"])
     assert "agent.alpha=tag(log, interval(1e-4, 3e-3))" in searched and len(searched) == 5
     assert not any(override.startswith("net.hidden=") for override in searched)
 

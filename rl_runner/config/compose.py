@@ -10,7 +10,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from rl_runner.config.checks import ConfigError, check_config, config_warnings
@@ -161,10 +161,12 @@ def validate_overrides(overrides: list[str]) -> list[str]:
     swept = own
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            swept = own + search_space_overrides(own, overrides)
+            base, searched = compose_with_search_space(own, overrides)
+            swept = own + searched
             warnings: list[str] = []
-            for variant in _override_variants(swept):
-                cfg = compose(config_name="config", overrides=variant)
+            for index, variant in enumerate(_override_variants(swept)):
+                # without a search space, the first variant is the configuration just composed
+                cfg = base if index == 0 and not searched else compose(config_name="config", overrides=variant)
                 check_config(cfg)
                 warnings += [w for w in config_warnings(cfg) if w not in warnings]
     except ConfigError:
@@ -177,9 +179,10 @@ def validate_overrides(overrides: list[str]) -> list[str]:
     return warnings
 
 
-def search_space_overrides(own: list[str], overrides: list[str]) -> list[str]:
-    """The Optuna sweeper's search space (``hydra.sweeper.params``, from ``conf/search/`` or the command line) as
-    overrides, without the keys the command line fixes (the sweeper leaves those out too)."""
+def compose_with_search_space(own: list[str], overrides: list[str]) -> tuple[DictConfig, list[str]]:
+    """The config of the first variant of ``own`` (the run's own overrides), and the Optuna sweeper's search space
+    (``hydra.sweeper.params``, from ``conf/search/``) as overrides, less the keys the command line fixes (the
+    sweeper leaves those out too): one composition, with the Hydra overrides that choose the sweeper."""
     parser = OverridesParser.create()
     hydra_overrides = [o for o in overrides if o not in own and not parser.parse_override(o).is_sweep_override()]
     try:
@@ -193,4 +196,6 @@ def search_space_overrides(own: list[str], overrides: list[str]) -> list[str]:
         raise ConfigError(f"cannot apply {' '.join(hydra_overrides)}") from error
     params = OmegaConf.select(cfg, "hydra.sweeper.params") or {}
     fixed = {o.split("=", 1)[0].lstrip("+~") for o in own}
-    return [f"{key}={value}" for key, value in params.items() if key not in fixed]
+    with open_dict(cfg):
+        del cfg["hydra"]  # the job's config, as compose() without return_hydra_config gives it
+    return cfg, [f"{key}={value}" for key, value in params.items() if key not in fixed]
