@@ -38,6 +38,7 @@ from rl_runner.config import (
     is_sweep_directory,
     output_directory,
     resume_arguments,
+    saved_overrides,
     sweep_arguments,
     validate_overrides,
 )
@@ -217,8 +218,7 @@ def job_overrides(run_dir: Path) -> list[str]:
     """The overrides this job was composed from: Hydra's inside ``rl-train``, else those saved in the run."""
     if HydraConfig.initialized():
         return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
-    saved = run_dir / ".hydra" / "overrides.yaml"
-    return list(OmegaConf.load(saved)) if saved.is_file() else []
+    return saved_overrides(run_dir) if (run_dir / ".hydra" / "overrides.yaml").is_file() else []
 
 
 def write_run_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> None:
