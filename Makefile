@@ -21,8 +21,10 @@ install: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/rl-train $(ARGS)
 
+# the layers contract first (pyproject.toml, docs/architecture.md), then the suite on every core (pytest-xdist)
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/lint-imports --no-logo
+	$(PY) -m pytest -n auto $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_sps.py $(ARGS)

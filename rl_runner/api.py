@@ -19,25 +19,18 @@ actions rl-eval's episodes play, bit for bit on the same device.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from rl_runner.checkpoint import (
-    CHECKPOINT_PATTERN,
-    checkpoint_name,
-    latest_checkpoint,
-    missing_checkpoint_hint,
-    named_checkpoints,
-)
+from rl_runner.checkpoint import resolve_checkpoint
 from rl_runner.config import run_config
-from rl_runner.runners import runner_entry
+from rl_runner.registry import runner_entry, runner_function
+from rl_runner.runners.base import TrainedAgent
 from rl_runner.runtime import resolve_device
 
 # Acting on one observation at a time with small networks is faster on the CPU than a round trip to a GPU, and it
@@ -47,100 +40,7 @@ DEFAULT_DEVICE = "cpu"
 __all__ = ["DEFAULT_DEVICE", "Policy", "TrainedAgent", "load_agent", "load_policy", "resolve_checkpoint"]
 
 
-# ------------------------------------------------------------------------------------------------ finding things
-def resolve_checkpoint(path: str | Path, checkpoint: str | int | None = None) -> tuple[Path, Path]:
-    """``(run directory, checkpoint directory)`` for a run directory (with ``checkpoint``: ``None`` or ``"latest"``
-    for the latest ``step_*``, a name such as ``"best"`` or ``"step_000000010000"``, or a step number), for a run's
-    ``checkpoints/`` folder (its latest), or for a checkpoint directory ``<run>/checkpoints/<name>`` itself.
-
-    Raises ``FileNotFoundError`` for a path or a checkpoint that does not exist (listing the checkpoints there are)
-    and ``ValueError`` for a path that is neither a run nor one of its checkpoints."""
-    path = Path(os.path.abspath(Path(path).expanduser()))  # "." inside a checkpoint has a parent to recognise
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if _is_run_dir(path):
-        return path, _named_checkpoint(path, checkpoint)
-    if path.name == "checkpoints" and _is_run_dir(path.parent):
-        return path.parent, _named_checkpoint(path.parent, checkpoint)
-    if path.is_dir() and path.parent.name == "checkpoints":  # <run>/checkpoints/<name>
-        run_dir = path.parent.parent
-        if not _is_run_dir(run_dir):
-            raise ValueError(
-                f"{path} is a checkpoint directory, but its run {run_dir} has no .hydra/overrides.yaml: the run's "
-                "config is needed to rebuild the agent"
-            )
-        if checkpoint is not None and checkpoint != path.name:
-            raise ValueError(f"{path} is a checkpoint directory already; checkpoint={checkpoint!r} contradicts it")
-        if not any(path.glob("*.pt")):
-            raise FileNotFoundError(f"{path} holds no checkpoint files (*.pt)")
-        return run_dir, path
-    if path.is_dir() and any(path.glob("*.pt")):
-        raise ValueError(
-            f"{path} holds checkpoint files but is not inside a run (<run>/checkpoints/<name>): the run's "
-            ".hydra/overrides.yaml is needed to rebuild the agent"
-        )
-    raise ValueError(
-        f"{path} is neither a run directory (no .hydra/overrides.yaml) nor a checkpoint directory "
-        "(<run>/checkpoints/<name>)"
-    )
-
-
-def _is_run_dir(path: Path) -> bool:
-    return (path / ".hydra" / "overrides.yaml").is_file()
-
-
-def _available_checkpoints(root: Path) -> dict[str, Path]:
-    """The run's checkpoints that hold files, ``step_*`` in step order (their names are zero-padded), then others
-    such as ``best``."""
-    found = {name: path for name, path in named_checkpoints(root).items() if any(path.glob("*.pt"))}
-    return dict(sorted(found.items(), key=lambda item: (CHECKPOINT_PATTERN.match(item[0]) is None, item[0])))
-
-
-def _named_checkpoint(run_dir: Path, checkpoint: str | int | None) -> Path:
-    root = run_dir / "checkpoints"
-    if checkpoint is None or checkpoint == "latest":
-        latest = latest_checkpoint(root)
-        if latest is None:
-            hint = missing_checkpoint_hint(run_dir)
-            raise FileNotFoundError(f"no step_* checkpoint under {root}; {_listing(root)}{hint}")
-        return latest
-    name = checkpoint_name(checkpoint) if isinstance(checkpoint, int) else str(checkpoint)
-    available = _available_checkpoints(root)
-    if name not in available:
-        raise FileNotFoundError(f"no checkpoint {name!r} under {root}; {_listing(root)}")
-    return available[name]
-
-
-def _listing(root: Path) -> str:
-    names = list(_available_checkpoints(root))
-    return f"available: {', '.join(names)}" if names else "the run has saved none yet"
-
-
 # ------------------------------------------------------------------------------------------------ loading
-@dataclass(frozen=True)
-class TrainedAgent:
-    """A checkpoint's agent, in evaluation mode on ``device``, with what was needed to build it."""
-
-    agent: Any  # an OffPolicyAgent or a DatasetAgent (rl_runner/agents/base.py)
-    cfg: DictConfig  # the run's config, re-composed as rl-eval does (plus any overrides given)
-    run_dir: Path
-    checkpoint: Path
-    device: torch.device
-    # env runs: the spaces of one env, which the agent was built for; None for dataset runs
-    observation_space: gym.spaces.Space | None = None
-    action_space: gym.spaces.Space | None = None
-    # dataset runs: the run's data scaled as its training data was (``data.val.values`` are ready for
-    # ``agent.score``), and the threshold saved with the checkpoint (scores above it are anomalies; None when the
-    # run saved none, and valid only for the run's own scoring settings); None for env runs
-    data: Any = None
-    threshold: float | None = None
-
-    @property
-    def kind(self) -> Literal["env", "data"]:
-        """``env`` for an agent that acts in an env, ``data`` for one that scores samples of a data set."""
-        return runner_entry(self.cfg.agent.runner).needs
-
-
 def load_agent(
     path: str | Path,
     checkpoint: str | int | None = None,
@@ -154,7 +54,7 @@ def load_agent(
     ``["data.path=new.csv"]``); one that changes the networks' shapes does not fit the checkpoint (CheckpointError).
     Loading leaves the caller's torch random stream as it was (building networks draws from it)."""
     run_dir, checkpoint_dir = resolve_checkpoint(path, checkpoint)
-    return _load(run_dir, checkpoint_dir, run_config(run_dir, list(overrides)), resolve_device(str(device)))
+    return _load(checkpoint_dir, run_config(run_dir, list(overrides)), resolve_device(str(device)))
 
 
 def load_policy(
@@ -169,7 +69,7 @@ def load_policy(
     run_dir, checkpoint_dir = resolve_checkpoint(path, checkpoint)
     cfg = run_config(run_dir, list(overrides))
     _require_env_run(cfg, run_dir)
-    return Policy(_load(run_dir, checkpoint_dir, cfg, resolve_device(str(device))))
+    return Policy(_load(checkpoint_dir, cfg, resolve_device(str(device))))
 
 
 def _require_env_run(cfg: DictConfig, run_dir: Path) -> None:
@@ -181,40 +81,13 @@ def _require_env_run(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
-def _load(run_dir: Path, checkpoint: Path, cfg: DictConfig, device: torch.device) -> TrainedAgent:
-    # building an agent initialises networks (and DRQN's replay seed) from the global torch stream: fork it so that
-    # a caller's seeded script draws the same numbers whether or not it loaded a policy
+def _load(checkpoint: Path, cfg: DictConfig, device: torch.device) -> TrainedAgent:
+    """The run's runner loads it (``rl_runner/registry.py``). Building an agent initialises networks (and DRQN's
+    replay seed) from the global torch stream: it is forked, so that a caller's seeded script draws the same
+    numbers whether or not it loaded a policy."""
     devices = [device.index or 0] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        if runner_entry(cfg.agent.runner).needs == "env":
-            return _load_env_agent(run_dir, checkpoint, cfg, device)
-        from rl_runner.runners.dataset import load_trained  # the data loaders are only needed here
-
-        agent, data, saved = load_trained(cfg, checkpoint, device)
-        threshold = saved.get("threshold")
-        return TrainedAgent(
-            agent,
-            cfg,
-            run_dir,
-            checkpoint,
-            device,
-            data=data,
-            threshold=None if threshold is None else float(threshold),
-        )
-
-
-def _load_env_agent(run_dir: Path, checkpoint: Path, cfg: DictConfig, device: torch.device) -> TrainedAgent:
-    from rl_runner.envs import make_env
-    from rl_runner.runners.off_policy import load_trained
-
-    env = make_env(cfg.env)  # for its spaces; an ALE env holds an emulator, so it is closed at once
-    try:
-        # acting with explore=False uses none of the per-env state, so the batch size of act() is free
-        agent = load_trained(cfg, checkpoint, device, env)
-        spaces = env.observation_space, env.action_space
-    finally:
-        env.close()
-    return TrainedAgent(agent, cfg, run_dir, checkpoint, device, *spaces)
+        return runner_function(cfg.agent.runner, "load_trained")(cfg, checkpoint, device)
 
 
 def _is_recurrent(agent: Any) -> bool:
@@ -299,6 +172,6 @@ class Policy:
     def make_env(self, render_mode: str | None = None) -> gym.Env:
         """A new env as the run made them (its wrappers included), e.g. ``render_mode="human"`` to watch; seed it
         with ``env.reset(seed=...)``. The caller closes it."""
-        from rl_runner.envs import make_env
+        from rl_runner.envs.make import make_env
 
         return make_env(self.cfg.env, render_mode=render_mode)

@@ -22,6 +22,8 @@ from typing import Any, Iterable, Mapping, Protocol
 
 import torch
 
+from rl_runner.errors import CheckpointError, CorruptCheckpoint
+
 CHECKPOINT_PATTERN = re.compile(r"^step_(\d+)$")
 TEMPORARY_PREFIX = ".tmp-"
 REPLACED_PREFIX = f"{TEMPORARY_PREFIX}replaced-"  # the old copy while a checkpoint of the same step replaces it
@@ -36,14 +38,6 @@ class Stateful(Protocol):
     def state_dict(self) -> dict: ...
 
     def load_state_dict(self, state: dict) -> Any: ...
-
-
-class CheckpointError(RuntimeError):
-    pass
-
-
-class CorruptCheckpoint(CheckpointError):
-    """A checkpoint file that cannot be read at all (truncated, overwritten, not a checkpoint)."""
 
 
 def checkpoint_name(step: int) -> str:
@@ -216,3 +210,72 @@ def non_finite_entries(states: Mapping[str, Any]) -> dict[str, int]:
         if bad:
             found[f"{name}.pt"] = bad
     return found
+
+
+# -------------------------------------------------------------------------------------- finding one by name
+def resolve_checkpoint(path: str | Path, checkpoint: str | int | None = None) -> tuple[Path, Path]:
+    """``(run directory, checkpoint directory)`` for a run directory (with ``checkpoint``: ``None`` or ``"latest"``
+    for the latest ``step_*``, a name such as ``"best"`` or ``"step_000000010000"``, or a step number), for a run's
+    ``checkpoints/`` folder (its latest), or for a checkpoint directory ``<run>/checkpoints/<name>`` itself.
+
+    Raises ``FileNotFoundError`` for a path or a checkpoint that does not exist (listing the checkpoints there are)
+    and ``ValueError`` for a path that is neither a run nor one of its checkpoints."""
+    path = Path(os.path.abspath(Path(path).expanduser()))  # "." inside a checkpoint has a parent to recognise
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if _is_run_dir(path):
+        return path, _named_checkpoint(path, checkpoint)
+    if path.name == "checkpoints" and _is_run_dir(path.parent):
+        return path.parent, _named_checkpoint(path.parent, checkpoint)
+    if path.is_dir() and path.parent.name == "checkpoints":  # <run>/checkpoints/<name>
+        run_dir = path.parent.parent
+        if not _is_run_dir(run_dir):
+            raise ValueError(
+                f"{path} is a checkpoint directory, but its run {run_dir} has no .hydra/overrides.yaml: the run's "
+                "config is needed to rebuild the agent"
+            )
+        if checkpoint is not None and checkpoint != path.name:
+            raise ValueError(f"{path} is a checkpoint directory already; checkpoint={checkpoint!r} contradicts it")
+        if not any(path.glob("*.pt")):
+            raise FileNotFoundError(f"{path} holds no checkpoint files (*.pt)")
+        return run_dir, path
+    if path.is_dir() and any(path.glob("*.pt")):
+        raise ValueError(
+            f"{path} holds checkpoint files but is not inside a run (<run>/checkpoints/<name>): the run's "
+            ".hydra/overrides.yaml is needed to rebuild the agent"
+        )
+    raise ValueError(
+        f"{path} is neither a run directory (no .hydra/overrides.yaml) nor a checkpoint directory "
+        "(<run>/checkpoints/<name>)"
+    )
+
+
+def _is_run_dir(path: Path) -> bool:
+    return (path / ".hydra" / "overrides.yaml").is_file()
+
+
+def _available_checkpoints(root: Path) -> dict[str, Path]:
+    """The run's checkpoints that hold files, ``step_*`` in step order (their names are zero-padded), then others
+    such as ``best``."""
+    found = {name: path for name, path in named_checkpoints(root).items() if any(path.glob("*.pt"))}
+    return dict(sorted(found.items(), key=lambda item: (CHECKPOINT_PATTERN.match(item[0]) is None, item[0])))
+
+
+def _named_checkpoint(run_dir: Path, checkpoint: str | int | None) -> Path:
+    root = run_dir / "checkpoints"
+    if checkpoint is None or checkpoint == "latest":
+        latest = latest_checkpoint(root)
+        if latest is None:
+            hint = missing_checkpoint_hint(run_dir)
+            raise FileNotFoundError(f"no step_* checkpoint under {root}; {_listing(root)}{hint}")
+        return latest
+    name = checkpoint_name(checkpoint) if isinstance(checkpoint, int) else str(checkpoint)
+    available = _available_checkpoints(root)
+    if name not in available:
+        raise FileNotFoundError(f"no checkpoint {name!r} under {root}; {_listing(root)}")
+    return available[name]
+
+
+def _listing(root: Path) -> str:
+    names = list(_available_checkpoints(root))
+    return f"available: {', '.join(names)}" if names else "the run has saved none yet"

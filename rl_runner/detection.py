@@ -11,6 +11,16 @@ import io
 
 import numpy as np
 
+# imported with this module, not on first use: importing sklearn.metrics draws from Python's global random stream,
+# which a run seeds and checkpoints, and a first use mid-run would make the stream depend on the process's history
+from sklearn.metrics import (
+    average_precision_score,
+    precision_recall_curve,
+    precision_recall_fscore_support,
+    roc_auc_score,
+    roc_curve,
+)
+
 
 def threshold_at(normal_scores: np.ndarray, percentile: float) -> float:
     """The ``percentile`` of the normal validation windows' scores: a score above it is flagged."""
@@ -22,16 +32,12 @@ def both_classes(labels: np.ndarray | None) -> bool:
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
     return float(roc_auc_score(labels, scores))
 
 
 def detection_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None) -> dict[str, float]:
     """ROC-AUC and PR-AUC (average precision) of the scores; precision, recall and F1 of ``score > threshold``
     (none without a threshold); the best F1 over all thresholds (it peeks at the labels) and that threshold."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve, precision_recall_fscore_support
-
     metrics = {"roc_auc": roc_auc(labels, scores), "pr_auc": float(average_precision_score(labels, scores))}
     if threshold is not None:
         flags = scores > threshold
@@ -90,8 +96,6 @@ def score_histogram(normal: np.ndarray, anomalous: np.ndarray, threshold: float 
 
 
 def roc_figure(labels: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    from sklearn.metrics import roc_curve
-
     false_positive, true_positive, _ = roc_curve(labels, scores)
     figure, axes = _figure(size=(4.0, 4.0))
     ax = axes[0, 0]

@@ -1,31 +1,34 @@
-"""``rl-eval <run dir> [checkpoint=step_...] [device=cpu] [option=value ...] [group.key=value ...]``
+"""``rl-eval <run dir> [checkpoint=latest|best|step_...] [device=cpu] [option=value ...] [group.key=value ...]``
 
 Loads a run's config (re-composed from its saved overrides, so every schema check applies; dotted
 ``group.key=value`` arguments are composed on top, e.g. ``data.path=new.csv``) and a checkpoint (the latest
-unless named), then hands over to the run's runner: an env run plays deterministic-policy episodes
-(``episodes=N``, ``seed=N``, ``video=true``), a dataset run scores the validation windows of its data.
+unless named; the run directory may also be a checkpoint directory itself), then hands over to the run's runner
+(``rl_runner/registry.py``): an env run plays deterministic-policy episodes (``episodes=N``, ``seed=N``,
+``video=true``), a dataset run scores the windows of its data.
 """
 
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m rl_runner.evaluate`: a Ctrl-C during the imports below is one line
-    from rl_runner.cli import exit_quietly_on_interrupt
+    from rl_runner.console import exit_quietly_on_interrupt
 
     exit_quietly_on_interrupt("rl-eval")
 
 import sys
 from pathlib import Path
 
-import gymnasium as gym
-
-from rl_runner.checkpoint import CheckpointError
-from rl_runner.cli import describe_os_error
+from rl_runner.checkpoint import resolve_checkpoint
+from rl_runner.config import run_config
+from rl_runner.console import fail
+from rl_runner.errors import describe_os_error, expected_errors
+from rl_runner.registry import runner_entry, runner_function
+from rl_runner.runtime import resolve_device
 
 PROGRAM = "rl-eval"
 COMMON_OPTIONS = ("checkpoint", "device")
 USAGE = (
-    f"usage: {PROGRAM} RUN_DIR [checkpoint=step_...] [device=auto|cpu|cuda] [episodes=N] [seed=N] [video=true] "
-    "[group.key=value ...]"
+    f"usage: {PROGRAM} RUN_DIR [checkpoint=latest|best|step_...] [device=auto|cpu|cuda] [episodes=N] [seed=N] "
+    "[video=true] [split=test|val|all] [group.key=value ...]"
 )
 
 
@@ -50,45 +53,33 @@ def parse_arguments(argv: list[str]) -> tuple[Path, dict[str, str], list[str]]:
 
 def evaluate_run(run_dir: Path, options: dict[str, str] | None = None, overrides: list[str] = ()) -> dict:
     """Evaluate a checkpoint of a run with its runner's ``evaluate``; the result has a printable ``report``."""
-    from rl_runner.checkpoint import latest_checkpoint, missing_checkpoint_hint
-    from rl_runner.config import run_config
-    from rl_runner.runners import runner_entry, runner_function
-    from rl_runner.runtime import resolve_device
-
     options = dict(options or {})
+    run_dir, checkpoint = resolve_checkpoint(run_dir, options.pop("checkpoint", None))
     cfg = run_config(run_dir, list(overrides))
     allowed = COMMON_OPTIONS + runner_entry(cfg.agent.runner).eval_options
     unknown = [key for key in options if key not in allowed]
     if unknown:
         raise ValueError(f"unknown option {unknown[0]}=: runner {cfg.agent.runner} takes {', '.join(allowed)}")
-    name = options.pop("checkpoint", None)
-    path = run_dir / "checkpoints" / name if name else latest_checkpoint(run_dir / "checkpoints")
-    if path is None or not path.is_dir():
-        hint = missing_checkpoint_hint(run_dir)
-        raise ValueError(f"no checkpoint {name or ''} under {run_dir / 'checkpoints'}{hint}")
     device = resolve_device(options.pop("device", "auto"))
-    return runner_function(cfg.agent.runner, "evaluate")(cfg, path, device, options)
+    return runner_function(cfg.agent.runner, "evaluate")(cfg, checkpoint, device, options)
 
 
 def main(argv: list[str] | None = None) -> None:
     try:
         run_dir, options, overrides = parse_arguments(list(sys.argv[1:] if argv is None else argv))
         result = evaluate_run(run_dir, options, overrides)
-    except (ValueError, CheckpointError, gym.error.Error) as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as error:  # a missing run, a read-only or full disk for the video or the scores
-        print(f"{PROGRAM}: error: {describe_os_error(error)}", file=sys.stderr)
-        sys.exit(2)
+    except OSError as error:  # a missing run or checkpoint, a read-only or full disk for the video or the scores
+        fail(PROGRAM, describe_os_error(error))
+    except expected_errors() as error:
+        fail(PROGRAM, str(error))
     except KeyboardInterrupt:
-        print(f"{PROGRAM}: error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        fail(PROGRAM, "interrupted", code=130)
     for line in result["report"].splitlines():
         print(f"{PROGRAM}: {line}")
 
 
 if __name__ == "__main__":
-    from rl_runner.cli import interrupts_raise
+    from rl_runner.console import interrupts_raise
 
     interrupts_raise()
     main()

@@ -17,13 +17,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from tqdm import tqdm
 
-
-class NonFiniteLossError(RuntimeError):
-    """A logged metric turned NaN or infinite (raised when the metrics are read back)."""
-
-
-class TrainingDiverged(RuntimeError):
-    """The run stopped on a non-finite metric; the message names the last good checkpoint."""
+from rl_runner.errors import NonFiniteLossError
 
 
 class MetricAccumulator:
@@ -63,7 +57,7 @@ class MetricAccumulator:
     def load_state_dict(self, state: dict, device: torch.device) -> None:
         self.sums = {name: total.to(device) for name, total in state["sums"].items()}
         self.count = state["count"]
-        self.counts = dict(state.get("counts") or {name: self.count for name in self.sums})  # format 2 had none
+        self.counts = dict(state["counts"])
 
 
 def _raise_if_not_finite(values: Mapping[str, float]) -> None:

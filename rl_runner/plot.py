@@ -32,7 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from omegaconf import OmegaConf
 
-from rl_runner.cli import describe_os_error
+from rl_runner.errors import describe_os_error
 from rl_runner.logging import flatten_container, read_scalars
 from rl_runner.runners.record import read_record
 from rl_runner.sweep import short_names
@@ -190,7 +190,7 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
 
 def flatten(config_file: Path) -> dict[str, Any]:
     """A config file as ``{dotted key: value}``, lists as strings (as ``rl_runner.logging.flatten_config``)."""
-    import rl_runner.config  # noqa: F401  (registers the resolvers a run's config may use, e.g. ${sum:...})
+    import rl_runner.config.store  # noqa: F401  (registers the resolvers a run's config may use, e.g. ${sum:...})
 
     cfg = OmegaConf.load(config_file)
     try:

@@ -18,7 +18,8 @@ from typing import IO, Iterator
 import numpy as np
 import torch
 
-from rl_runner.config import MatmulPrecision
+from rl_runner.choices import MatmulPrecision
+from rl_runner.errors import RunLocked
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -115,10 +116,6 @@ class StopSignals:
     def __exit__(self, *exc_info: object) -> None:
         for number, handler in self._previous.items():
             signal.signal(number, handler)
-
-
-class RunLocked(RuntimeError):
-    pass
 
 
 class RunLock:

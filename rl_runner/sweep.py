@@ -1,5 +1,6 @@
 """What a sweep (``rl-train -m``) adds to single runs: short job directory names, the per-job choice of threads and
-GPU, and the summary of how the jobs ended.
+GPU, one job's failure handling (a failed job is reported and the sweep goes on; a preempted one hands over to the
+scheduler's requeue), and the summary of how the jobs ended.
 
 A job directory is ``<job number>_<the swept values>`` (``3_tau=0.01_seed=1``): the command line marks the
 overrides that stay the same across the sweep (``hydra.job.config.override_dirname.exclude_keys``) and the
@@ -11,6 +12,7 @@ are skipped and interrupted ones resumed (``rl_runner.train``).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import signal
@@ -19,14 +21,20 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Callable
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from rl_runner.runners.record import RECORD_NAME, read_json, read_record, write_json
+from rl_runner.errors import TrainingDiverged, describe_failure, expected_errors
+from rl_runner.files import read_json, write_json
+from rl_runner.runners.record import RECORD_NAME, read_record
+
+PROGRAM = "rl-train"
+log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 96  # a readable directory name; longer ones end in a hash of the whole
 NOT_FINISHED = ("failed", "diverged", "interrupted", "running", "not started")
@@ -121,6 +129,84 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# ------------------------------------------------------------------------------------------- one job
+def is_sweep_job() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def device_for_this_job(requested: str) -> str:
+    """A sweep's parallel jobs spread over the visible GPUs."""
+    import torch  # only a training job needs it; rl-plot reads job names from this module too
+
+    if not is_sweep_job() or requested not in ("auto", "cuda") or not torch.cuda.is_available():
+        return requested
+    return device_for_job(requested, int(HydraConfig.get().job.num), torch.cuda.device_count())
+
+
+def threads_for_this_job() -> int | None:
+    """Torch threads when this job shares the machine with other jobs of its sweep (joblib), else None."""
+    if not is_sweep_job():
+        return None
+    cores = available_cores()
+    jobs = parallel_jobs(HydraConfig.get().launcher, cores)
+    return threads_per_job(cores, jobs) if jobs > 1 else None
+
+
+def scheduler_requeue_handler() -> Callable | None:
+    """The handler a job scheduler installed for SIGUSR2 in this process (submitit's requeue), if any."""
+    handler = signal.getsignal(signal.SIGUSR2)
+    return handler if callable(handler) else None
+
+
+def hand_on_preemption() -> None:
+    """A job scheduler's requeue handler (submitit installs one for SIGUSR2, which SLURM sends before a time
+    limit or a preemption) gets the signal once the run has checkpointed and recorded itself as interrupted:
+    it requeues the job, and the requeued job finds the checkpoint in the same run directory."""
+    handler = scheduler_requeue_handler()
+    if handler is not None:
+        log.info("passing SIGUSR2 on to the job scheduler's handler (requeue)")
+        handler(signal.SIGUSR2, None)
+
+
+def run_sweep_job(cfg: DictConfig, train: Callable[..., dict]) -> float | None:
+    """One job of ``rl-train -m``, trained by ``train(cfg, job_dir, continue_existing=True)`` (``rl_runner.train``): a
+    failure is recorded (``run.json``) and reported in one line, and the sweep goes on; the return value is the
+    objective for a sweeper (None, which Optuna records as a failed trial, when there is none). A job stopped by a
+    signal asks the sweep to start no more jobs."""
+    hydra = HydraConfig.get()
+    job_dir, sweep_dir = Path(hydra.runtime.output_dir), Path(str(hydra.sweep.dir))
+    label = f"job {job_dir.name}"
+    mark_launched(job_dir)
+    if stop_requested(sweep_dir):
+        print(f"{PROGRAM}: {label} not started: the sweep was stopped", file=sys.stderr)
+        return None
+    try:
+        summary = train(cfg, job_dir, continue_existing=True)
+    except TrainingDiverged as error:
+        print(f"{PROGRAM}: {label} diverged: {error}", file=sys.stderr)
+        return None
+    except expected_errors() as error:
+        mark_launched(job_dir, error=describe_failure(error))
+        print(f"{PROGRAM}: {label} failed: {describe_failure(error)}", file=sys.stderr)
+        return None
+    except Exception as error:
+        if type(error).__module__.startswith("submitit"):  # submitit's own end of a job (too many requeues)
+            raise
+        log.exception("%s failed", label)  # a bug, not the user's input: the traceback helps whoever looks into it
+        mark_launched(job_dir, error=f"{type(error).__name__}: {error}")
+        print(f"{PROGRAM}: {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return None
+    if summary.get("interrupted"):
+        if scheduler_requeue_handler() is None:
+            request_stop(sweep_dir)
+        print(f"{PROGRAM}: {label} interrupted: it resumes when the sweep runs again", file=sys.stderr)
+        return None
+    state = "skipped (finished before)" if summary.get("skipped") else "done"
+    value = summary.get(cfg.agent.objective.metric)
+    print(f"{PROGRAM}: {label} {state}: {cfg.agent.objective.metric}={value}", flush=True)
+    return value
 
 
 # ------------------------------------------------------------------------------------------- one launch

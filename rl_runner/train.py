@@ -9,28 +9,23 @@ returns the agent's objective (``agent.objective.metric``) for sweepers.
 from __future__ import annotations
 
 if __name__ == "__main__":  # `python -m rl_runner.train`: a Ctrl-C during the imports below is one line
-    from rl_runner.cli import exit_quietly_on_interrupt
+    from rl_runner.console import exit_quietly_on_interrupt
 
     exit_quietly_on_interrupt("rl-train")
 
 import logging
-import os
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
 
-import gymnasium as gym
 import hydra
 import numpy as np
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from rl_runner.checkpoint import CheckpointError, list_checkpoints
-from rl_runner.cli import describe_os_error
+from rl_runner.checkpoint import list_checkpoints
 from rl_runner.config import (
     CONF_DIR,
     ConfigError,
@@ -42,28 +37,26 @@ from rl_runner.config import (
     sweep_arguments,
     validate_overrides,
 )
-from rl_runner.logging import TrainingDiverged, flatten_config
-from rl_runner.runners import runner_function
+from rl_runner.console import fail
+from rl_runner.errors import TrainingDiverged, describe_failure, describe_os_error, expected_errors
+from rl_runner.files import write_atomically
+from rl_runner.logging import flatten_config
+from rl_runner.registry import runner_function
 from rl_runner.runners.base import RunContext
 from rl_runner.runners.record import RunRecord, read_record
-from rl_runner.runtime import RunLock, RunLocked, resolve_device, seed_everything, set_matmul_precision
+from rl_runner.runtime import RunLock, resolve_device, seed_everything, set_matmul_precision
 from rl_runner.sweep import (
     SweepSummary,
-    available_cores,
     constant_keys,
-    device_for_job,
-    mark_launched,
-    parallel_jobs,
-    request_stop,
-    stop_requested,
-    threads_per_job,
+    device_for_this_job,
+    hand_on_preemption,
+    is_sweep_job,
+    run_sweep_job,
+    threads_for_this_job,
 )
 
 PROGRAM = "rl-train"
 log = logging.getLogger(__name__)
-
-# what a user can cause or meet (a bad value, an unknown env, a corrupt checkpoint, a full disk); anything else is a bug
-EXPECTED_ERRORS = (ValueError, CheckpointError, TrainingDiverged, RunLocked, OSError, gym.error.Error)
 
 
 def train(cfg: DictConfig, run_dir: Path | None = None, continue_existing: bool = False) -> dict:
@@ -157,11 +150,12 @@ def train_run(cfg: DictConfig, run_dir: Path, resume_from: Path | None, on_start
             if threads:
                 torch.set_num_threads(threads)
             set_matmul_precision(cfg.matmul_precision)
+            run = runner_function(cfg.agent.runner, "run")  # its imports before the seeding: some draw from `random`
             seed_everything(cfg.seed)
             log.info("run directory %s, device %s, %d threads", run_dir, device, torch.get_num_threads())
             context = RunContext(run_dir=run_dir, device=device, resume_from=resume_from)
             context.on_start += [lambda: record.start(str(device)), *on_start]
-            summary = runner_function(cfg.agent.runner, "run")(cfg, context)
+            summary = run(cfg, context)
         except BaseException as error:
             if record.started or not cfg.resume:  # an explicit resume that failed to load leaves the run as it was
                 record.end(outcome(error), error=f"{type(error).__name__}: {error}")
@@ -227,84 +221,7 @@ def write_run_config(run_dir: Path, cfg: DictConfig, overrides: list[str]) -> No
     hydra_dir = run_dir / ".hydra"
     hydra_dir.mkdir(parents=True, exist_ok=True)
     for name, content in (("overrides.yaml", OmegaConf.create(overrides)), ("config.yaml", cfg)):
-        temporary = hydra_dir / f".{name}.tmp"
-        OmegaConf.save(content, temporary)
-        os.replace(temporary, hydra_dir / name)
-
-
-# ------------------------------------------------------------------------------------------- sweep jobs
-def is_sweep_job() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def device_for_this_job(requested: str) -> str:
-    """A sweep's parallel jobs spread over the visible GPUs."""
-    if not is_sweep_job() or requested not in ("auto", "cuda") or not torch.cuda.is_available():
-        return requested
-    return device_for_job(requested, int(HydraConfig.get().job.num), torch.cuda.device_count())
-
-
-def threads_for_this_job() -> int | None:
-    """Torch threads when this job shares the machine with other jobs of its sweep (joblib), else None."""
-    if not is_sweep_job():
-        return None
-    cores = available_cores()
-    jobs = parallel_jobs(HydraConfig.get().launcher, cores)
-    return threads_per_job(cores, jobs) if jobs > 1 else None
-
-
-def scheduler_requeue_handler() -> Callable | None:
-    """The handler a job scheduler installed for SIGUSR2 in this process (submitit's requeue), if any."""
-    handler = signal.getsignal(signal.SIGUSR2)
-    return handler if callable(handler) else None
-
-
-def hand_on_preemption() -> None:
-    """A job scheduler's requeue handler (submitit installs one for SIGUSR2, which SLURM sends before a time
-    limit or a preemption) gets the signal once the run has checkpointed and recorded itself as interrupted:
-    it requeues the job, and the requeued job finds the checkpoint in the same run directory."""
-    handler = scheduler_requeue_handler()
-    if handler is not None:
-        log.info("passing SIGUSR2 on to the job scheduler's handler (requeue)")
-        handler(signal.SIGUSR2, None)
-
-
-def run_sweep_job(cfg: DictConfig) -> float | None:
-    """One job of ``rl-train -m``: a failure is recorded (``run.json``) and reported in one line, and the sweep
-    goes on; the return value is the objective for a sweeper (None, which Optuna records as a failed trial,
-    when there is none). A job stopped by a signal asks the sweep to start no more jobs."""
-    hydra = HydraConfig.get()
-    job_dir, sweep_dir = Path(hydra.runtime.output_dir), Path(str(hydra.sweep.dir))
-    label = f"job {job_dir.name}"
-    mark_launched(job_dir)
-    if stop_requested(sweep_dir):
-        print(f"{PROGRAM}: {label} not started: the sweep was stopped", file=sys.stderr)
-        return None
-    try:
-        summary = train(cfg, job_dir, continue_existing=True)
-    except TrainingDiverged as error:
-        print(f"{PROGRAM}: {label} diverged: {error}", file=sys.stderr)
-        return None
-    except EXPECTED_ERRORS as error:
-        mark_launched(job_dir, error=describe_failure(error))
-        print(f"{PROGRAM}: {label} failed: {describe_failure(error)}", file=sys.stderr)
-        return None
-    except Exception as error:
-        if type(error).__module__.startswith("submitit"):  # submitit's own end of a job (too many requeues)
-            raise
-        log.exception("%s failed", label)  # a bug, not the user's input: the traceback helps whoever looks into it
-        mark_launched(job_dir, error=f"{type(error).__name__}: {error}")
-        print(f"{PROGRAM}: {label} failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return None
-    if summary.get("interrupted"):
-        if scheduler_requeue_handler() is None:
-            request_stop(sweep_dir)
-        print(f"{PROGRAM}: {label} interrupted: it resumes when the sweep runs again", file=sys.stderr)
-        return None
-    state = "skipped (finished before)" if summary.get("skipped") else "done"
-    value = summary.get(cfg.agent.objective.metric)
-    print(f"{PROGRAM}: {label} {state}: {cfg.agent.objective.metric}={value}", flush=True)
-    return value
+        write_atomically(hydra_dir / name, OmegaConf.to_yaml(content))
 
 
 def outcome(error: BaseException) -> str:
@@ -319,31 +236,19 @@ def outcome(error: BaseException) -> str:
 @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
     if is_sweep_job():
-        return run_sweep_job(cfg)
+        return run_sweep_job(cfg, train)
     try:
         summary = train(cfg)
     except ConfigError as error:
-        fail(str(error), code=2)
-    except EXPECTED_ERRORS as error:
-        fail(describe_failure(error), code=1)
+        fail(PROGRAM, str(error), code=2)
+    except expected_errors() as error:
+        fail(PROGRAM, describe_failure(error), code=1)
     shown = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()}
     print(f"{PROGRAM}: done {shown}")
     if summary.get("interrupted"):
         print(f"{PROGRAM}: stopped by a signal; continue with: {PROGRAM} resume={summary['run_dir']}")
         sys.exit(130)
     return summary.get(cfg.agent.objective.metric)  # what a sweeper optimises
-
-
-def describe_failure(error: BaseException) -> str:
-    """One line for an error a user can cause or meet (a full disk: the file and the cause)."""
-    if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
-        return describe_os_error(error)
-    return str(error)
-
-
-def fail(message: str, code: int = 2) -> None:
-    print(f"{PROGRAM}: error: {message}", file=sys.stderr)
-    sys.exit(code)
 
 
 FLAGS_THAT_SKIP_CHECKS = {
@@ -364,7 +269,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _main(list(sys.argv[1:] if argv is None else argv))
     except KeyboardInterrupt:  # a second Ctrl-C stops at once (a checkpoint being written is completed first)
-        fail("interrupted", code=130)
+        fail(PROGRAM, "interrupted", code=130)
 
 
 def _main(argv: list[str]) -> None:
@@ -392,18 +297,18 @@ def _main(argv: list[str]) -> None:
                 )
             argv = flags + overrides
         except ConfigError as error:
-            fail(str(error))
+            fail(PROGRAM, str(error))
         except OSError as error:
-            fail(describe_os_error(error), code=1)
+            fail(PROGRAM, describe_os_error(error), code=1)
     sys.argv = [PROGRAM, *argv]
     SweepSummary.last = None
     try:
         _hydra_main()
     except ValueError as error:  # Hydra's own usage errors, e.g. -m together with --cfg
-        fail(str(error))
+        fail(PROGRAM, str(error))
     outcome = SweepSummary.last
     if outcome is not None and outcome.stopped:
-        fail(f"sweep stopped by a signal; continue with: {PROGRAM} resume={outcome.directory}", code=130)
+        fail(PROGRAM, f"sweep stopped by a signal; continue with: {PROGRAM} resume={outcome.directory}", code=130)
     if outcome is not None and not outcome.ok:
         sys.exit(1)
 
@@ -421,7 +326,7 @@ def check_writable(directory: Path) -> None:
 
 
 if __name__ == "__main__":
-    from rl_runner.cli import interrupts_raise
+    from rl_runner.console import interrupts_raise
 
     interrupts_raise()
     main()

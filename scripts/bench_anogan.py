@@ -44,15 +44,17 @@ def score_run(run_dir: Path, overrides: list[str]) -> dict:
 
     from rl_runner import detection
     from rl_runner.checkpoint import latest_checkpoint
-    from rl_runner.config import Scoring, run_config
-    from rl_runner.runners.dataset import load_trained, normal_mask
+    from rl_runner.choices import Scoring
+    from rl_runner.config import run_config
+    from rl_runner.runners.dataset_scoring import restore
+    from rl_runner.runners.detection_report import normal_mask
 
     torch.set_num_threads(1)
     record = run_dir / "run.json"
     if not (record.is_file() and json.loads(record.read_text())["status"] == "finished"):  # else reuse the run
         train(run_dir, overrides)
     cfg = run_config(run_dir, [])
-    agent, data, _ = load_trained(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
+    agent, data, _ = restore(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
     normal_val = data.val.select(normal_mask(data.val))
     labels = data.test.labels
     result = {"run": str(run_dir), "test_windows": len(data.test), "anomalous": int(labels.sum())}

@@ -143,6 +143,7 @@ def updates(args: argparse.Namespace) -> dict:
         for step in range(args.sequence * 40):  # 40 episodes of exactly one sequence each
             end = (step + 1) % args.sequence == 0
             obs = rng.random((1, args.obs), dtype=np.float32)
+            agent.warm_up(obs)  # random actions, as the runner takes them before learning_starts
             agent.observe(
                 Transition(obs, rng.integers(4, size=1), rng.random(1), obs, np.array([end]), np.array([False]), {})
             )

@@ -73,7 +73,7 @@ def stable_baselines3_sps(steps: int, warmup: int, device: str, precision: str, 
     from stable_baselines3 import DDPG
     from stable_baselines3.common.noise import NormalActionNoise
 
-    from rl_runner.config import MatmulPrecision
+    from rl_runner.choices import MatmulPrecision
     from rl_runner.runtime import set_matmul_precision
 
     set_matmul_precision(MatmulPrecision(precision))  # the same matmul precision as the rl_runner measurement

@@ -17,11 +17,18 @@ from omegaconf import DictConfig
 
 from rl_runner.clock import Clock
 from rl_runner.config import compose_config
-from rl_runner.envs import make_env
-from rl_runner.runners import off_policy
+from rl_runner.envs.make import make_env
+from rl_runner.runners import env_loop
+from rl_runner.runners.base import RunSkeleton
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("MUJOCO_GL", "egl")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest-xdist worker per core: each, and every rl-train or rl-eval process it starts, on
+    # one torch thread (two threads per worker would oversubscribe the cores). Tests whose trajectory depends on
+    # the thread count pin it themselves (one_thread).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 # Small networks, short warm-up, frequent logging: a few hundred steps exercise every code path.
 TINY = [
@@ -61,7 +68,7 @@ def one_thread():
 
 def make_agent(cfg: DictConfig, device: str = "cpu") -> Any:
     """The configured agent for one env of the configured kind, as rl-eval builds it."""
-    return off_policy.make_agent(cfg, make_env(cfg.env), torch.device(device), Clock(horizon=int(cfg.total_steps)))
+    return env_loop.make_agent(cfg, make_env(cfg.env), torch.device(device), Clock(horizon=int(cfg.total_steps)))
 
 
 def write_series(path: Path, rows: int = 1200, seed: int = 0) -> Path:
@@ -123,16 +130,42 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "rl_runner.train", *args]
 
 
-def interrupt_at(monkeypatch: pytest.MonkeyPatch, loop_class: type, step: int) -> None:
-    """Send this process SIGTERM once a runner loop reaches ``step``, as a scheduler stopping the job would."""
-    original = loop_class.advance
+def interrupt_at(monkeypatch: pytest.MonkeyPatch, step: int) -> None:
+    """Send this process SIGTERM once a run's loop, whatever its runner, reaches ``step``, as a scheduler stopping
+    the job would."""
+    original_start = RunSkeleton.start
 
-    def advance(self: Any, metrics: Any, logger: Any) -> None:
-        original(self, metrics, logger)
-        if self.clock.step == step:
-            signal.raise_signal(signal.SIGTERM)
+    def start(self: RunSkeleton) -> None:
+        original_start(self)
+        advance = self.loop.advance
 
-    monkeypatch.setattr(loop_class, "advance", advance)
+        def advance_then_signal(metrics: Any, logger: Any) -> None:
+            advance(metrics, logger)
+            if self.clock.step == step:
+                signal.raise_signal(signal.SIGTERM)
+
+        self.loop.advance = advance_then_signal
+
+    monkeypatch.setattr(RunSkeleton, "start", start)
+
+
+def assert_same_state(left: object, right: object, where: str = "") -> None:
+    """Equal to the bit: tensors and arrays element by element, dicts and sequences item by item."""
+    assert type(left) is type(right), where
+    if isinstance(left, dict):
+        assert left.keys() == right.keys(), where
+        for key in left:
+            assert_same_state(left[key], right[key], f"{where}.{key}")
+    elif isinstance(left, (list, tuple)):
+        assert len(left) == len(right), where
+        for index, (a, b) in enumerate(zip(left, right)):
+            assert_same_state(a, b, f"{where}[{index}]")
+    elif isinstance(left, torch.Tensor):
+        assert torch.equal(left, right), where
+    elif isinstance(left, np.ndarray):
+        np.testing.assert_array_equal(left, right, err_msg=where)
+    else:
+        assert left == right, where
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

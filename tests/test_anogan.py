@@ -18,11 +18,11 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score
 
 from rl_runner.checkpoint import latest_checkpoint, load_state
-from rl_runner.config import ConfigError, Scoring, check_config, compose_config
-from rl_runner.runners.dataset import EpochLoop, load_trained
+from rl_runner.choices import Scoring
+from rl_runner.config import ConfigError, check_config, compose_config
+from rl_runner.runners.dataset_scoring import restore
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, interrupt_at, run_cli, run_eval
-from tests.test_checkpoint import assert_same_state
+from tests.conftest import REPO_ROOT, run_cli, run_eval
 
 SKAB_DIR = Path(os.environ.get("RL_RUNNER_SKAB", REPO_ROOT.parent / "shared" / "data" / "skab"))
 # The synthetic source with its default faults; fewer windows and search steps than a real run, so it fits CI.
@@ -80,7 +80,7 @@ def test_anogan_finds_the_synthetic_faults_and_beats_an_isolation_forest(trained
     """Latent search reaches ROC-AUC >= 0.9 on held-out faulty windows (default fault sizes), above an
     IsolationForest fitted on the same training windows; results.json and the logs say the same."""
     cfg, run_dir, summary = trained
-    agent, data, _ = load_trained(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
+    agent, data, _ = restore(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
     assert summary["eval/roc_auc"] >= 0.9, summary
     forest = IsolationForest(n_estimators=200, random_state=0).fit(data.train.values.reshape(len(data.train), -1))
     forest_auc = roc_auc_score(data.test.labels, -forest.score_samples(data.test.values.reshape(len(data.test), -1)))
@@ -106,7 +106,7 @@ def test_encoder_and_latent_search_rank_windows_alike(trained) -> None:
     """f-AnoGAN's one-pass encoder scores rank windows as the latent search does (Spearman >= 0.7) and detect
     the faults too."""
     cfg, run_dir, _ = trained
-    agent, data, _ = load_trained(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
+    agent, data, _ = restore(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
     windows = torch.as_tensor(data.test.values[:128])
     searched = agent.score(windows, Scoring.latent_search).numpy()
     encoded = agent.score(windows, Scoring.encoder).numpy()
@@ -118,7 +118,7 @@ def test_encoder_and_latent_search_rank_windows_alike(trained) -> None:
 def test_latent_search_lowers_the_score_of_normal_windows(trained) -> None:
     """Over the search, normal windows' scores fall (the mean by more than a third, almost every window lower)."""
     cfg, run_dir, _ = trained
-    agent, data, _ = load_trained(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
+    agent, data, _ = restore(cfg, latest_checkpoint(run_dir / "checkpoints"), torch.device("cpu"))
     normal = torch.as_tensor(data.val.values[data.val.labels == 0][:32])
     agent.search_starts = 1  # from one random z, as AnoGAN: the descent alone
     _, final, history = agent.search_latents(normal, record=True)
@@ -176,27 +176,6 @@ def test_the_generator_updates_every_generator_every_steps_and_its_loss_is_avera
     means = accumulator.pop_means()
     assert means["loss/generator"] == pytest.approx(np.mean(generator_losses), rel=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(generator_before, agent.generator.parameters()))
-
-
-@pytest.mark.parametrize("stop_at", [20, 40])  # in the GAN phase; in the encoder phase
-def test_anogan_resumes_exactly_across_its_phases(tmp_path: Path, monkeypatch, stop_at: int) -> None:
-    """Stopped by a signal and resumed, the generator, discriminator, encoder and optimisers end bit-identical
-    to an uninterrupted run, and the evaluation metrics match."""
-    cfg = compose_config(TINY_GAN + ["eval.every=0"])
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    expected = train(cfg, run_dir=straight)
-    interrupt_at(monkeypatch, EpochLoop, stop_at)
-    assert train(cfg, run_dir=interrupted)["interrupted"]
-    monkeypatch.undo()
-    resumed = train(compose_config(TINY_GAN + ["eval.every=0", f"resume={interrupted}"]), run_dir=interrupted)
-    last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
-    names = ["generator", "discriminator", "encoder", "generator_optimizer", "discriminator_optimizer"]
-    for name in names + ["encoder_optimizer"]:
-        assert_same_state(load_state(last_a, name), load_state(last_b, name), name)
-    assert resumed["eval/roc_auc"] == expected["eval/roc_auc"]
-    progress = load_state(last_b, "progress")["loop"]
-    assert progress["threshold"] == expected["eval/threshold"]
-    assert progress["threshold_signature"].startswith("latent_search, feature_weight=0.1, search_steps=5")
 
 
 @pytest.mark.parametrize(
@@ -320,7 +299,7 @@ def test_rl_eval_scores_a_gan_phase_checkpoint_by_search_and_refuses_other_colum
     """A checkpoint saved before the encoder trained is scored by latent search even when encoder scoring is
     asked for (its encoder is untrained), with a threshold recomputed for that; data whose columns differ from
     the run's is refused in one line."""
-    from rl_runner.runners.dataset import evaluate
+    from rl_runner.runners.dataset_scoring import evaluate
 
     path = write_skab_like(tmp_path / "1.csv")
     overrides = [o for o in TINY_GAN if not o.startswith("data.")]
@@ -328,7 +307,7 @@ def test_rl_eval_scores_a_gan_phase_checkpoint_by_search_and_refuses_other_colum
     train(compose_config(overrides), run_dir=tmp_path / "run")
     gan_phase = tmp_path / "run" / "checkpoints" / "step_000000000025"
     cfg = compose_config(overrides + ["agent.scoring=encoder"])
-    agent, _, saved = load_trained(cfg, gan_phase, torch.device("cpu"))
+    agent, _, saved = restore(cfg, gan_phase, torch.device("cpu"))
     assert agent.scoring_in_use() is Scoring.latent_search
     assert agent.score_signature() == saved["threshold_signature"]  # the evaluation at step 25 searched too
     result = evaluate(cfg, latest_checkpoint(tmp_path / "run" / "checkpoints"), torch.device("cpu"), {})
@@ -336,4 +315,4 @@ def test_rl_eval_scores_a_gan_phase_checkpoint_by_search_and_refuses_other_colum
     swapped = "Accelerometer2RMS,Accelerometer1RMS,Current,Pressure,Temperature,Thermocouple,Voltage"
     reordered = compose_config(overrides + [f"data.columns=[{swapped},'Volume Flow RateRMS']"])
     with pytest.raises(ValueError, match=r"channels \['Accelerometer2RMS', .* differ from the \['Accelerometer1RMS'"):
-        load_trained(reordered, gan_phase, torch.device("cpu"))
+        restore(reordered, gan_phase, torch.device("cpu"))

@@ -15,7 +15,7 @@ from rl_runner.api import Policy, load_agent, load_policy
 from rl_runner.checkpoint import load_state
 from rl_runner.config import compose_config
 from rl_runner.evaluate import evaluate_run
-from rl_runner.runners.off_policy import EVAL_SEED_OFFSET
+from rl_runner.runners.env_loop import EVAL_SEED_OFFSET
 from rl_runner.train import train
 from tests.conftest import TINY, TINY_DATA, write_series
 

@@ -24,9 +24,10 @@ from rl_runner.checkpoint import (
     load_state,
     save_checkpoint,
 )
-from rl_runner.logging import TrainingDiverged, read_scalars
+from rl_runner.errors import TrainingDiverged
+from rl_runner.logging import read_scalars
 from rl_runner.train import train
-from tests.conftest import REPO_ROOT, make_agent, run_cli, run_eval, train_until_sigterm
+from tests.conftest import REPO_ROOT, assert_same_state, make_agent, run_cli, run_eval, train_until_sigterm
 
 AGENT_FILES = {
     "actor.pt",
@@ -38,25 +39,6 @@ AGENT_FILES = {
     "exploration_noise.pt",
     "progress.pt",
 }
-
-
-def assert_same_state(left: object, right: object, where: str = "") -> None:
-    """Equal to the bit: tensors and arrays element by element, dicts and sequences item by item."""
-    assert type(left) is type(right), where
-    if isinstance(left, dict):
-        assert left.keys() == right.keys(), where
-        for key in left:
-            assert_same_state(left[key], right[key], f"{where}.{key}")
-    elif isinstance(left, (list, tuple)):
-        assert len(left) == len(right), where
-        for index, (a, b) in enumerate(zip(left, right)):
-            assert_same_state(a, b, f"{where}[{index}]")
-    elif isinstance(left, torch.Tensor):
-        assert torch.equal(left, right), where
-    elif isinstance(left, np.ndarray):
-        np.testing.assert_array_equal(left, right, err_msg=where)
-    else:
-        assert left == right, where
 
 
 def test_run_writes_tensorboard_tags_and_named_checkpoint_files(tiny_config, tmp_path: Path) -> None:
@@ -103,61 +85,6 @@ def test_save_then_load_restores_all_networks_and_optimizers(tiny_config, tmp_pa
         assert_same_state(group.state_dict(), load_state(checkpoint, name))
     assert fresh.actor_optimizer.state_dict()["state"], "optimizer moments were restored"
     assert not torch.equal(fresh.actor.body[0].weight, fresh.target_actor.body[0].weight)  # targets lag behind
-
-
-@pytest.mark.parametrize(
-    ("env", "stop_at", "extra"),
-    [
-        ("pendulum", 200, []),
-        ("halfcheetah", 200, []),
-        ("halfcheetah", 230, ["agent.noise=ou"]),  # off the log/checkpoint grid, correlated noise state
-        ("pendulum", 230, ["env.num_envs=2"]),
-    ],
-)
-def test_resumed_run_continues_exactly(tiny_config, tmp_path: Path, env: str, stop_at: int, extra: list[str]) -> None:
-    """Run 400 steps straight, or stop and resume to 400: the same losses, returns, parameters, optimizer
-    moments and noise state."""
-    overrides = [
-        f"env={env}",
-        "checkpoint.save_replay=true",
-        "checkpoint.every=200",
-        "eval.every=0",
-        "env.max_episode_steps=120",
-        *extra,
-    ]
-    straight = tmp_path / "straight"
-    reference = train(tiny_config(*overrides, "total_steps=400"), run_dir=straight)
-    interrupted = tmp_path / "interrupted"
-    train(tiny_config(*overrides, f"total_steps={stop_at}"), run_dir=interrupted)
-    time.sleep(1.1)  # TensorBoard orders event files by name, whose first field is the creation second
-    summary = train(tiny_config(*overrides, "total_steps=400", f"resume={interrupted}"), run_dir=interrupted)
-    assert (summary["step"], summary["updates"], summary["episodes"]) == (
-        400,
-        reference["updates"],
-        reference["episodes"],
-    )
-
-    a, b = read_scalars(straight / "tb"), read_scalars(interrupted / "tb")
-    for tag in ("train/episode_return", "train/episode_length"):
-        assert a[tag] == b[tag], tag
-    for tag in ("loss/critic", "loss/actor", "q/mean"):
-        steps_b = [s for s, _ in b[tag]]
-        assert steps_b == sorted(set(steps_b)), f"{tag}: duplicated steps"
-        # means over log intervals that the stop did not split are identical
-        after = [(s, v) for s, v in a[tag] if s >= stop_at + 50]
-        assert after and after == [(s, v) for s, v in b[tag] if s >= stop_at + 50], tag
-    last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
-    for name in (
-        "actor",
-        "critic",
-        "target_actor",
-        "target_critic",
-        "actor_optimizer",
-        "critic_optimizer",
-        "exploration_noise",
-        "replay",
-    ):
-        assert_same_state(load_state(last_a, name), load_state(last_b, name))
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tiny_config, tmp_path: Path) -> None:

@@ -12,21 +12,13 @@ import pytest
 import torch
 import torch.nn as nn
 
-from rl_runner.agents import RUNNER_OWNED_KEYS, agent_class, hyperparameters
-from rl_runner.config import (
-    CONF_DIR,
-    ActionSpace,
-    Activation,
-    ConfigError,
-    Init,
-    Norm,
-    check_compatibility,
-    validate_overrides,
-)
+from rl_runner.agents import agent_class, hyperparameters, runner_owned_keys
+from rl_runner.choices import ActionSpace, Activation, Init, Norm
+from rl_runner.config import CONF_DIR, ConfigError, check_compatibility, validate_overrides
 from rl_runner.data import SOURCES
 from rl_runner.networks import build_mlp, resolve_net_spec
 from rl_runner.networks.init import FANIN_FINAL_LAYER_BOUND
-from rl_runner.runners import runner_entry
+from rl_runner.registry import runner_entry
 from tests.conftest import REPO_ROOT, cli, compose_config
 
 GROUPS = {
@@ -89,7 +81,7 @@ def test_every_schema_key_is_a_constructor_argument_and_the_reverse() -> None:
     """An agent key nobody reads, or a constructor argument no YAML sets, fails here."""
     for agent in GROUPS["agent"]:
         cfg = compose_config([f"agent={agent}"])
-        owned = RUNNER_OWNED_KEYS["common"] | RUNNER_OWNED_KEYS[cfg.agent.runner]
+        owned = runner_owned_keys(cfg.agent.runner)
         parameters = inspect.signature(agent_class(agent).__init__).parameters
         arguments = {name for name, p in parameters.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
         assert all(p.kind is not inspect.Parameter.VAR_KEYWORD for p in parameters.values()), agent
@@ -104,7 +96,7 @@ DATASET_CONTEXT = {"net", "sample_shape", "device", "clock"}
 
 def test_defaults_live_in_the_yaml_files_not_in_the_schemas() -> None:
     """A schema field with a default would be a second source for it (unless null means 'inherit')."""
-    from rl_runner.config.schemas import SCHEMAS, Config
+    from rl_runner.schemas import SCHEMAS, Config
 
     for schema in [Config, *(s for group in SCHEMAS.values() for s in group.values())]:
         for field in dataclasses.fields(schema):

@@ -15,11 +15,10 @@ import torch
 from rl_runner.agents.autoencoder import WindowAutoencoder
 from rl_runner.checkpoint import latest_checkpoint, list_checkpoints, load_state
 from rl_runner.data import load_data
-from rl_runner.logging import TrainingDiverged, read_scalars
-from rl_runner.runners.dataset import EpochLoop
+from rl_runner.errors import TrainingDiverged
+from rl_runner.logging import read_scalars
 from rl_runner.train import train
-from tests.conftest import TINY_DATA, interrupt_at, run_cli, run_eval, train_until_sigterm, write_series
-from tests.test_checkpoint import assert_same_state
+from tests.conftest import TINY_DATA, run_cli, run_eval, train_until_sigterm, write_series
 
 
 def test_dataset_run_writes_tags_checkpoints_and_run_json(tiny_data_config, tmp_path: Path) -> None:
@@ -41,31 +40,6 @@ def test_dataset_run_writes_tags_checkpoints_and_run_json(tiny_data_config, tmp_
     assert record["objective"] == {"metric": "eval/loss", "direction": "min", "value": summary["eval/loss"]}
     assert record["provenance"]["versions"]["torch"] == torch.__version__
     assert record["provenance"]["git"] is None or len(record["provenance"]["git"]["commit"]) == 40
-
-
-@pytest.mark.parametrize("stop_at", [40, 70])  # within the first epoch; in the second, after an epoch boundary
-def test_dataset_run_resumes_exactly(tiny_data_config, tmp_path: Path, monkeypatch, stop_at: int) -> None:
-    """Stopped by a signal and resumed, a run with a learning-rate schedule and BatchNorm continues exactly."""
-    cfg = tiny_data_config("total_steps=120", "checkpoint.every=0", "net.norm=batch")
-    straight, interrupted = tmp_path / "straight", tmp_path / "interrupted"
-    train(cfg, run_dir=straight)
-    interrupt_at(monkeypatch, EpochLoop, stop_at)
-    assert train(cfg, run_dir=interrupted)["interrupted"]
-    monkeypatch.undo()
-    assert json.loads((interrupted / "run.json").read_text())["status"] == "interrupted"
-    time.sleep(1.1)  # TensorBoard orders event files by their creation second
-    resumed = tiny_data_config("total_steps=120", "checkpoint.every=0", "net.norm=batch", f"resume={interrupted}")
-    train(resumed, run_dir=interrupted)
-    # the checkpoint kept the unfinished log interval: every point equals the uninterrupted run's
-    a, b = read_scalars(straight / "tb"), read_scalars(interrupted / "tb")
-    assert set(a) == set(b)
-    speeds = {"charts/sps", "final/sps", "charts/score_windows_per_second", "final/charts/score_windows_per_second"}
-    for tag in set(a) - speeds:  # wall-clock speeds differ
-        assert a[tag] == b[tag], tag
-    last_a, last_b = latest_checkpoint(straight / "checkpoints"), latest_checkpoint(interrupted / "checkpoints")
-    for name in ("encoder", "decoder", "optimizer"):
-        assert_same_state(load_state(last_a, name), load_state(last_b, name))
-    assert load_state(last_a, "progress")["loop"]["epoch"] == load_state(last_b, "progress")["loop"]["epoch"] == 3
 
 
 def test_schedule_horizon_is_kept_when_a_resume_raises_total_steps(tiny_data_config, tmp_path: Path, caplog) -> None:

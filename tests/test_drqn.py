@@ -5,19 +5,15 @@ rl-eval, and refuses configurations that cannot work with a one-line error."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.config import ConfigError, compose_config, validate_overrides
 from rl_runner.logging import read_scalars
-from rl_runner.runners.off_policy import EnvLoop
 from rl_runner.train import train
-from tests.conftest import interrupt_at, run_cli, run_eval
-from tests.test_checkpoint import assert_same_state
+from tests.conftest import run_cli, run_eval
 
 SHORT_TMAZE = [
     "agent=drqn",
@@ -69,30 +65,6 @@ def test_memory_solves_the_tmaze_where_a_memoryless_net_cannot(
         assert summary["eval/success_rate"] >= 0.9, summary
     else:
         assert summary["eval/success_rate"] <= 0.65, summary
-
-
-@pytest.mark.parametrize("replay", ["episodes", "windows"])
-def test_resume_is_exact_with_the_episode_replay_saved(tiny_config, tmp_path: Path, monkeypatch, replay: str) -> None:
-    """Interrupted mid-episode (an open episode in the replay, a non-zero acting state), the resumed run logs
-    and ends exactly as the uninterrupted one."""
-    overrides = [*SHORT_TMAZE, *(WINDOWS if replay == "windows" else []), "total_steps=500", "eval.every=250"]
-    overrides += ["checkpoint.every=0", "checkpoint.save_replay=true", "eval.episodes=5"]
-    train(tiny_config(*overrides), run_dir=tmp_path / "straight")
-    interrupt_at(monkeypatch, EnvLoop, 317)
-    assert train(tiny_config(*overrides), run_dir=tmp_path / "resumed")["interrupted"]
-    monkeypatch.undo()
-    saved = load_state(latest_checkpoint(tmp_path / "resumed" / "checkpoints"), "acting")["state"]
-    assert saved.abs().sum() > 0  # the interruption came mid-episode: there is a memory to carry over
-    time.sleep(1.1)
-    train(tiny_config(*overrides, f"resume={tmp_path / 'resumed'}"), run_dir=tmp_path / "resumed")
-    straight, resumed = read_scalars(tmp_path / "straight" / "tb"), read_scalars(tmp_path / "resumed" / "tb")
-    assert "eval/success_rate" in straight
-    for tag in set(straight) - {"charts/sps", "final/sps"}:
-        assert straight[tag] == resumed[tag], tag
-    a = latest_checkpoint(tmp_path / "straight" / "checkpoints")
-    b = latest_checkpoint(tmp_path / "resumed" / "checkpoints")
-    for name in ("online", "target", "optimizer", "counter", "acting", "replay"):
-        assert_same_state(load_state(a, name), load_state(b, name))
 
 
 def test_cli_trains_and_rl_eval_reports_the_success_rate(tmp_path: Path) -> None:

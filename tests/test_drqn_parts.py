@@ -19,10 +19,11 @@ import torch.nn as nn
 from rl_runner.agents.base import Transition
 from rl_runner.agents.drqn import DRQN
 from rl_runner.buffers.episodes import EpisodeReplay, SequenceBatch
+from rl_runner.choices import Activation, Init, Norm, RecurrentCell, SequenceReplay
 from rl_runner.clock import Clock
-from rl_runner.config import Activation, Init, MLPConfig, Norm, RecurrentCell, SequenceReplay
-from rl_runner.envs import make_env
+from rl_runner.envs.make import make_env
 from rl_runner.networks.recurrent import RecurrentCore, RecurrentQNetwork
+from rl_runner.schemas import MLPConfig
 from tests.conftest import make_agent
 
 CPU = torch.device("cpu")
@@ -758,7 +759,7 @@ def test_rewards_and_actions_of_stored_burn_in_steps_do_not_reach_the_loss() -> 
 
 
 def tmaze_step(agent, env: gym.Env, obs: np.ndarray) -> tuple[np.ndarray, bool]:
-    """One step as off_policy.EnvLoop takes it, for one env."""
+    """One step as the env loop (runners/env_loop.py) takes it, for one env."""
     actions = agent.act(obs[None], explore=True)
     next_obs, reward, terminated, truncated, _ = env.step(int(actions[0]))
     agent.observe(

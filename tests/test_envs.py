@@ -17,16 +17,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rl_runner.config import compose_config
-from rl_runner.envs import (
-    WRAPPERS,
+from rl_runner.envs.make import make_env, make_vector_env
+from rl_runner.envs.state import (
     UnsupportedEnvState,
     env_state,
-    make_env,
-    make_vector_env,
     restore_env_state,
     restore_vector_env_state,
     vector_env_state,
 )
+from rl_runner.envs.wrappers import WRAPPERS
 
 Policy = Callable[[np.ndarray, np.random.Generator], Any]
 Step = tuple[np.ndarray, float, bool, bool]

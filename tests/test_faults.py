@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from rl_runner.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints, load_state, non_finite_entries
+from rl_runner.checkpoint import latest_checkpoint, list_checkpoints, load_state, non_finite_entries
 from rl_runner.config import ConfigError, validate_overrides
-from rl_runner.logging import TrainingDiverged, read_scalars
-from rl_runner.runners.off_policy import EnvLoop
-from rl_runner.runtime import RunLock, RunLocked
+from rl_runner.errors import CheckpointError, RunLocked, TrainingDiverged
+from rl_runner.logging import read_scalars
+from rl_runner.runners.off_policy import OffPolicyLoop
+from rl_runner.runtime import RunLock
 from rl_runner.train import train
 from tests.conftest import REPO_ROOT, SMALL_PENDULUM, cli, interrupt_at, run_cli, run_eval
 
@@ -356,7 +357,7 @@ def test_a_resumed_run_logs_the_same_curve_as_an_uninterrupted_one(tiny_config, 
         "eval.every=100",
     ]
     train(tiny_config(*overrides), run_dir=tmp_path / "straight")
-    interrupt_at(monkeypatch, EnvLoop, 230)
+    interrupt_at(monkeypatch, 230)
     assert train(tiny_config(*overrides), run_dir=tmp_path / "resumed")["interrupted"]
     monkeypatch.undo()
     time.sleep(1.1)
@@ -377,14 +378,14 @@ def test_warm_up_actions_do_not_replay_the_env_reset_noise(tiny_config) -> None:
     import gymnasium as gym
 
     from rl_runner.clock import Clock
-    from rl_runner.envs import make_vector_env
+    from rl_runner.envs.make import make_vector_env
     from rl_runner.runners.off_policy import random_actions
     from tests.conftest import make_agent
 
     for seed in range(5):
         cfg = tiny_config("env=pendulum", f"seed={seed}")
         envs = make_vector_env(cfg.env)
-        loop = EnvLoop(cfg, make_agent(cfg), envs, gym.make("Pendulum-v1"), Clock(horizon=300))
+        loop = OffPolicyLoop(cfg, make_agent(cfg), envs, gym.make("Pendulum-v1"), Clock(horizon=300))
         loop.begin(None)
         theta = float(envs.envs[0].unwrapped.state[0])
         torque = float(random_actions(envs.single_action_space, loop.rng, 1)[0, 0])

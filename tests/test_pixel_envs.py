@@ -21,11 +21,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rl_runner.config import compose_config
-from rl_runner.envs import (
+from rl_runner.envs.make import make_env, make_vector_env
+from rl_runner.envs.state import (
     UnsupportedEnvState,
     env_state,
-    make_env,
-    make_vector_env,
     register_snapshot_handler,
     restore_env_state,
     restore_vector_env_state,

@@ -4,7 +4,6 @@ raw game score, exact resume of Breakout and MinAtar episodes, and both through 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -18,12 +17,11 @@ from rl_runner.buffers import FrameReplay, NStepAccumulator, PrioritizedReplay
 from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.clock import Clock
 from rl_runner.config import ConfigError, check_values, compose_config
-from rl_runner.envs import make_env, make_vector_env
+from rl_runner.envs.make import make_env, make_vector_env
 from rl_runner.logging import read_scalars
-from rl_runner.runners.off_policy import EnvLoop, make_agent
+from rl_runner.runners.env_loop import make_agent
 from rl_runner.train import train
-from tests.conftest import TINY, interrupt_at, run_cli
-from tests.test_checkpoint import assert_same_state
+from tests.conftest import TINY, run_cli
 
 # A small Nature-style torso and short Breakout episodes: the time limit counts emulator frames (4 per step),
 # so 160 frames end an episode every ~40 steps and a few hundred steps cross many episode ends.
@@ -171,32 +169,6 @@ def test_clipping_and_life_loss_change_only_what_the_agent_learns_from(tmp_path:
     time_after = np.round(rows[:, 4] * 12).astype(int)  # next_obs[0] holds the step count t
     np.testing.assert_array_equal(rows[:, 3], np.clip([ScoresAndLives.REWARDS[t % 4] for t in time_after], -1, 1))
     np.testing.assert_array_equal(rows[:, 6] == 1.0, np.isin(time_after, [4, 8, 12]))  # life lost, or game over
-
-
-# --------------------------------------------------------------------------------- exact resume
-@pytest.mark.parametrize("env", ["breakout", "minatar"])
-def test_resume_continues_the_same_episodes(env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A run interrupted mid-episode and resumed equals one that ran straight through: the same episode returns
-    and the very same frames in the replay after the resume (the env's emulator, frame stack, no-op and life
-    counters, and MinAtar's game and sticky-action RNG all came back)."""
-    overrides = [*TINY, *(BREAKOUT if env == "breakout" else MINATAR), "total_steps=320", "checkpoint.every=0",
-                 "checkpoint.save_replay=true", "eval.every=0", "eval.episodes=1", "log.every=40"]  # fmt: skip
-    train(compose_config(overrides), run_dir=tmp_path / "straight")
-    interrupt_at(monkeypatch, EnvLoop, 217)
-    assert train(compose_config(overrides), run_dir=tmp_path / "resumed")["interrupted"]
-    monkeypatch.undo()
-    time.sleep(1.1)
-    train(compose_config([*overrides, f"resume={tmp_path / 'resumed'}"]), run_dir=tmp_path / "resumed")
-    straight, resumed = read_scalars(tmp_path / "straight" / "tb"), read_scalars(tmp_path / "resumed" / "tb")
-    assert len(straight["train/episode_return"]) >= 3
-    for tag in set(straight) - {"charts/sps", "final/sps"}:
-        assert straight[tag] == resumed[tag], tag
-    a = latest_checkpoint(tmp_path / "straight" / "checkpoints")
-    b = latest_checkpoint(tmp_path / "resumed" / "checkpoints")
-    for name in ("online", "target", "optimizer", "counter", "nstep"):
-        assert_same_state(load_state(a, name), load_state(b, name))
-    replay_a, replay_b = load_state(a, "replay"), load_state(b, "replay")
-    assert_same_state(replay_a, replay_b)  # every frame seen after the resume, and the priorities
 
 
 # --------------------------------------------------------------------------------- the command line

@@ -3,7 +3,6 @@ clock, exact resume with the prioritized replay saved, and learning CartPole."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -12,14 +11,11 @@ import torch
 
 from rl_runner.agents.base import Transition
 from rl_runner.agents.rainbow import PARTS_OFF, Rainbow
-from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.config import compose_config
 from rl_runner.logging import read_scalars
 from rl_runner.networks.noisy import NoisyLinear
-from rl_runner.runners.off_policy import EnvLoop
 from rl_runner.train import train
-from tests.conftest import interrupt_at, make_agent
-from tests.test_checkpoint import assert_same_state
+from tests.conftest import make_agent
 
 SMALL = [
     "agent=rainbow",
@@ -112,28 +108,6 @@ def test_schedules_follow_the_run_clock(tiny_config, tmp_path: Path) -> None:
     # the first update comes at step 102, when 3-step windows have put 100 transitions into the replay
     assert epsilon[150] == pytest.approx(1.0 - 0.95 * np.mean(np.arange(102, 151)) / 200, rel=1e-5)
     assert epsilon[250] == epsilon[400] == pytest.approx(0.05)
-
-
-def test_resume_is_exact_with_the_prioritized_replay_saved(tiny_config, tmp_path: Path, monkeypatch) -> None:
-    overrides = [*SMALL, "total_steps=400", "checkpoint.every=0", "checkpoint.save_replay=true", "eval.every=200"]
-    train(tiny_config(*overrides), run_dir=tmp_path / "straight")
-    interrupt_at(monkeypatch, EnvLoop, 237)  # mid-window for the n-step accumulator, off every cadence
-    assert train(tiny_config(*overrides), run_dir=tmp_path / "resumed")["interrupted"]
-    monkeypatch.undo()
-    time.sleep(1.1)
-    train(tiny_config(*overrides, f"resume={tmp_path / 'resumed'}"), run_dir=tmp_path / "resumed")
-    straight, resumed = read_scalars(tmp_path / "straight" / "tb"), read_scalars(tmp_path / "resumed" / "tb")
-    for tag in set(straight) - {"charts/sps", "final/sps"}:
-        assert straight[tag] == resumed[tag], tag
-    a, b = (
-        latest_checkpoint(tmp_path / "straight" / "checkpoints"),
-        latest_checkpoint(tmp_path / "resumed" / "checkpoints"),
-    )
-    for name in ("online", "target", "optimizer", "counter", "nstep"):
-        assert_same_state(load_state(a, name), load_state(b, name))
-    replay_a, replay_b = load_state(a, "replay"), load_state(b, "replay")
-    np.testing.assert_array_equal(replay_a["tree"]["leaves"], replay_b["tree"]["leaves"])  # the priorities
-    assert torch.equal(replay_a["storage"]["storage"], replay_b["storage"]["storage"])
 
 
 @pytest.mark.slow

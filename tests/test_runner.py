@@ -13,8 +13,9 @@ import torch
 
 from rl_runner.agents.base import Transition
 from rl_runner.agents.ddpg import DDPG
-from rl_runner.checkpoint import CheckpointError, latest_checkpoint, load_state
+from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.clock import Clock, cosine_schedule, linear_schedule
+from rl_runner.errors import CheckpointError
 from rl_runner.logging import read_scalars
 from rl_runner.train import _hydra_main, train
 

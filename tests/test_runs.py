@@ -134,7 +134,7 @@ def test_rl_eval_reports_a_named_or_the_latest_checkpoint(tmp_path: Path) -> Non
     named = evaluate_run(tmp_path, {"episodes": "2", "checkpoint": "step_000000000100", "device": "cpu"})
     assert named["checkpoint"].endswith("step_000000000100")
     assert evaluate_run(tmp_path, {"episodes": "2", "device": "cpu"}) == latest  # seeded episodes: repeatable
-    with pytest.raises(ValueError, match="no checkpoint step_7"):
+    with pytest.raises(FileNotFoundError, match="no checkpoint 'step_7' under .*; available: step_000000000100"):
         evaluate_run(tmp_path, {"checkpoint": "step_7"})
     with pytest.raises(ValueError, match="unknown option split=: runner off_policy takes"):
         evaluate_run(tmp_path, {"split": "all"})

@@ -18,7 +18,8 @@ from gymnasium.utils.env_checker import check_env
 
 import rl_runner  # noqa: F401  (registers rl_runner/TMaze-v0)
 from rl_runner.config import compose_config
-from rl_runner.envs import env_state, make_env, restore_env_state
+from rl_runner.envs.make import make_env
+from rl_runner.envs.state import env_state, restore_env_state
 from rl_runner.envs.tmaze import BACK, CUES, ENV_ID, FORWARD, LEFT, RIGHT, VARIANTS, TMazeEnv, optimal_return
 from rl_runner.envs.wrappers import ObservationSubset, make_wrapper
 from tests.test_envs import through_checkpoint

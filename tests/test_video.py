@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 from PIL import Image
 
 from rl_runner.config import compose_config
-from rl_runner.envs import make_env
+from rl_runner.envs.make import make_env
 from rl_runner.evaluate import evaluate_run
 from rl_runner.logging import read_scalars
-from rl_runner.runners import off_policy
+from rl_runner.runners import env_loop
 from rl_runner.train import train
 from rl_runner.video import ClipFrames, video_frame, write_video
 from tests.conftest import TINY
@@ -132,13 +132,13 @@ def test_eval_video_logs_a_gif_clip_of_the_first_episode_and_leaves_the_returns_
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     render_modes: list[Any] = []
-    original_make_env = off_policy.make_env
+    original_make_env = env_loop.make_env
 
     def make_env_noting_render_mode(env_cfg: DictConfig, render_mode: str | None = None) -> gym.Env:
         render_modes.append(render_mode)
         return original_make_env(env_cfg, render_mode)
 
-    monkeypatch.setattr(off_policy, "make_env", make_env_noting_render_mode)
+    monkeypatch.setattr(env_loop, "make_env", make_env_noting_render_mode)
     base = [*TINY, "env=pendulum", "env.max_episode_steps=40", "eval.episodes=2"]
     runs = {}
     for video in (True, False):

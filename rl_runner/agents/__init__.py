@@ -6,7 +6,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rl_runner.registry import resolve_entry
+from rl_runner.registry import DECLARATION_KEYS, resolve_entry, runner_entry
 
 AGENT_CLASSES = {
     "ddpg": "rl_runner.agents.ddpg:DDPG",
@@ -16,21 +16,19 @@ AGENT_CLASSES = {
     "anogan": "rl_runner.agents.anogan:AnoGAN",
 }
 
-# Agent config keys that declare or drive the run rather than configure the agent's constructor.
-RUNNER_OWNED_KEYS = {
-    "common": {"name", "runner", "nets", "objective"},
-    "off_policy": {"action_spaces", "updates_per_step"},  # learning_starts is read by both (warm-up, replay fill)
-    "dataset": {"batch_size", "threshold_percentile"},  # the dataset loop draws the batches and sets the threshold
-}
-
 
 def agent_class(name: str) -> type:
     return resolve_entry(AGENT_CLASSES, name, "agent.name")
 
 
+def runner_owned_keys(runner: str) -> frozenset[str]:
+    """The agent config keys that declare the run or drive its runner, which the constructor does not take."""
+    return DECLARATION_KEYS | runner_entry(runner).owned_keys
+
+
 def hyperparameters(agent_cfg: DictConfig) -> dict[str, Any]:
     """The agent's constructor keywords: its config minus the runner-owned keys (nested groups stay DictConfig)."""
-    owned = RUNNER_OWNED_KEYS["common"] | RUNNER_OWNED_KEYS.get(agent_cfg.runner, set())
+    owned = runner_owned_keys(agent_cfg.runner)
     return {key: agent_cfg[key] for key in agent_cfg if key not in owned}
 
 

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from rl_runner.agents.common import gradient_step, make_adam
 from rl_runner.checkpoint import Stateful
+from rl_runner.choices import GANLoss, Scoring
 from rl_runner.clock import Clock
-from rl_runner.config import GANLoss, Scoring
 from rl_runner.networks.conv1d import Discriminator, Encoder, Generator
 
 SEARCH_SEED = 0  # the starting z of a latent search: fixed, so a window's score does not depend on the run's RNG

@@ -14,10 +14,10 @@ from typing import Any, Mapping
 
 import torch
 
-from rl_runner.agents.common import make_adam
+from rl_runner.agents.common import gradient_step, make_adam
 from rl_runner.checkpoint import Stateful
+from rl_runner.choices import LRSchedule
 from rl_runner.clock import Clock, cosine_schedule, linear_schedule
-from rl_runner.config import LRSchedule
 from rl_runner.networks import build_mlp, resolve_net_spec
 
 EVAL_BATCH = 4096  # windows per forward pass when scoring, to bound memory on long series
@@ -64,9 +64,7 @@ class WindowAutoencoder:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss = self._errors(batch).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        gradient_step(self.optimizer, self.params, loss)
         return {"loss/reconstruction": loss.detach(), "charts/lr": torch.tensor(lr)}
 
     @torch.no_grad()

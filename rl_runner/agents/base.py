@@ -1,7 +1,7 @@
 """What the runners ask of an agent. Agents implement these by shape (no base class to inherit).
 
-Every agent is built by keyword: its config keys (``conf/agent/<name>.yaml`` minus the runner-owned keys
-listed in ``rl_runner.agents.RUNNER_OWNED_KEYS``) plus the run context (``net``, ``device``, ``clock`` and
+Every agent is built by keyword: its config keys (``conf/agent/<name>.yaml`` minus the keys its runner owns,
+``rl_runner.agents.runner_owned_keys``) plus the run context (``net``, ``device``, ``clock`` and
 what its runner knows about the task: spaces for an env, the sample shape for a data set). A test checks
 that the keys and the constructor's arguments match both ways.
 """
@@ -17,7 +17,7 @@ from rl_runner.checkpoint import Stateful
 
 
 class Transition(NamedTuple):
-    """One step of every parallel env, as the runner hands it to ``OffPolicyAgent.observe``."""
+    """One step of every parallel env, as the env loop hands it to ``EnvAgent.observe``."""
 
     obs: np.ndarray  # [N, *obs_shape] what the agent acted on
     actions: np.ndarray  # [N, *action_shape]
@@ -38,11 +38,8 @@ class Agent(Protocol):
     def train_mode(self, training: bool) -> None: ...
 
 
-class OffPolicyAgent(Agent, Protocol):
-    def replay_groups(self) -> Mapping[str, Stateful]:
-        """The large, optional part of the state (replay memory, open episodes): saved only with
-        ``checkpoint.save_replay=true``. Without it a resume refills the memory from empty."""
-        ...
+class EnvAgent(Agent, Protocol):
+    """What the shared env loop (``runners/env_loop.py``) asks of an agent that acts in envs, whatever its runner."""
 
     def act(self, obs: np.ndarray, explore: bool) -> np.ndarray:
         """Actions for a [num_envs, ...] batch of observations. ``explore=False`` is evaluation: no
@@ -50,7 +47,7 @@ class OffPolicyAgent(Agent, Protocol):
         ...
 
     def observe(self, transition: Transition) -> None:
-        """Store a step of every env. A recurrent agent stores its acting state with it here (it knows
+        """A step of every env. A recurrent agent stores its acting state with it here (it knows
         what it did in ``act``); a learning-only reward transform happens here, on the agent's own copy."""
         ...
 
@@ -59,12 +56,27 @@ class OffPolicyAgent(Agent, Protocol):
         state) of the training envs (``explore=True``) or of the evaluation episode (``explore=False``)."""
         ...
 
+
+class OffPolicyAgent(EnvAgent, Protocol):
+    """What the off-policy runner adds: a warm-up of random actions, and updates from the agent's own replay."""
+
+    def warm_up(self, obs: np.ndarray) -> None:
+        """Instead of ``act``, before ``learning_starts``: the runner takes uniformly random actions on ``obs``.
+        An agent whose acting keeps per-step state (DRQN's recurrent memory) advances it as ``act`` would, so that
+        it follows the episode; the others have nothing to do."""
+        ...
+
     def ready_to_learn(self) -> bool:
         """Whether the memory holds enough to learn from (checked once random warm-up actions are over)."""
         ...
 
     def update(self) -> Mapping[str, torch.Tensor]:
         """One gradient update from the replay; returns detached scalar tensors keyed by TensorBoard tag."""
+        ...
+
+    def replay_groups(self) -> Mapping[str, Stateful]:
+        """The large, optional part of the state (replay memory, open episodes): saved only with
+        ``checkpoint.save_replay=true``. Without it a resume refills the memory from empty."""
         ...
 
 

@@ -71,25 +71,22 @@ def make_adam(
     return torch.optim.Adam(params, lr=lr, eps=eps, betas=betas, weight_decay=weight_decay, fused=fused)
 
 
-def gradient_step(optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor) -> None:
-    """Step ``optimizer`` on the gradient of ``loss`` with respect to ``params`` only: autograd skips
-    every other parameter the loss depends on (the critic, in an actor update) instead of computing
-    gradients that would then be zeroed."""
-    for param, grad in zip(params, torch.autograd.grad(loss, params)):
+def gradient_step(
+    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor, max_norm: float | None = None
+) -> torch.Tensor | None:
+    """Step ``optimizer`` on the gradient of ``loss`` with respect to ``params`` only, clipped to ``max_norm`` when
+    given; returns the gradient norm before clipping (a detached scalar tensor) when clipping, else None.
+
+    Autograd skips every other parameter the loss depends on (the critic, in an actor update; the frozen GAN, in an
+    encoder update) instead of computing gradients that would then be zeroed, and each gradient replaces the
+    parameter's last one, so no ``zero_grad`` is needed. A parameter the loss does not reach gets no gradient (and
+    so no optimiser step), as with ``loss.backward()``."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    for param, grad in zip(params, grads):
         param.grad = grad
+    norm = nn.utils.clip_grad_norm_(params, max_norm).detach() if max_norm is not None else None
     optimizer.step()
-
-
-def clipped_gradient_step(
-    optimizer: torch.optim.Optimizer, params: list[nn.Parameter], loss: torch.Tensor, max_norm: float
-) -> torch.Tensor:
-    """One optimiser step on ``loss`` with the gradient norm clipped to ``max_norm``; returns the norm before
-    clipping (a detached scalar tensor)."""
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
-    optimizer.step()
-    return grad_norm.detach()
+    return norm
 
 
 def replay_needed_to_learn(batch_size: int, learning_starts: int, capacity: int) -> int:

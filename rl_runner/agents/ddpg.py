@@ -28,9 +28,10 @@ from rl_runner.agents.common import (
 )
 from rl_runner.buffers import ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
+from rl_runner.choices import ExplorationNoise
 from rl_runner.clock import Clock
-from rl_runner.config import ExplorationNoise, MLPConfig
 from rl_runner.networks import build_mlp, resolve_net_spec
+from rl_runner.schemas import MLPConfig
 
 
 class DeterministicActor(nn.Module):
@@ -190,6 +191,9 @@ class DDPG:
     def reset(self, done: np.ndarray, explore: bool = True) -> None:
         if explore:  # evaluation is deterministic: no per-episode state
             self.noise.reset(done)
+
+    def warm_up(self, obs: np.ndarray) -> None:
+        pass  # acting keeps no per-step state: nothing to follow while the runner acts at random
 
     def observe(self, transition: Transition) -> None:
         t = transition

@@ -28,7 +28,7 @@ from rl_runner.agents.base import Transition
 from rl_runner.agents.common import (
     ObservationEncoder,
     PeriodicTargetSync,
-    clipped_gradient_step,
+    gradient_step,
     has_batch_norm,
     make_adam,
     make_target,
@@ -37,8 +37,8 @@ from rl_runner.agents.common import (
 from rl_runner.agents.value_targets import EpsilonSchedule, epsilon_greedy, next_actions, pick
 from rl_runner.buffers.episodes import EpisodeReplay, SequenceBatch
 from rl_runner.checkpoint import Stateful
+from rl_runner.choices import RecurrentCell, SequenceReplay
 from rl_runner.clock import Clock
-from rl_runner.config import RecurrentCell, SequenceReplay
 from rl_runner.networks import resolve_net_spec
 from rl_runner.networks.recurrent import RecurrentQNetwork
 
@@ -118,7 +118,7 @@ class DRQN:
         state_size = self.online.state_size
         self.acting = ActingState(self.online.core.initial_state(num_envs, device))
         self.eval_state: torch.Tensor | None = None
-        self.state_before_act: torch.Tensor | None = None  # set by act, stored by observe, then cleared
+        self.state_before_act: torch.Tensor | None = None  # set by act or warm_up, stored by observe, then cleared
         self.stored_state = bool(stored_state) and state_size > 0
         seed = int(torch.randint(2**31 - 1, ()))  # from the seeded torch stream: runs stay repeatable
         self.replay = EpisodeReplay(
@@ -166,13 +166,18 @@ class DRQN:
         self.acting.state = self.acting.state.masked_fill(torch.from_numpy(done).to(self.device)[:, None], 0.0)
         self.replay.cut(done)  # no-op after an episode end the replay saw; closes episodes a resume abandoned
 
+    @torch.no_grad()
+    def warm_up(self, obs: np.ndarray) -> None:
+        """The runner acts at random on ``obs``: the memory still follows the episode, as ``act`` would move it."""
+        self.state_before_act = self.acting.state
+        _, self.acting.state = self._step(obs, self.acting.state)
+
     # ---------------------------------------------------------------- memory
     @torch.no_grad()
     def observe(self, transition: Transition) -> None:
         t = transition
-        if self.state_before_act is None:  # random warm-up actions: the memory still follows the episode
-            self.state_before_act = self.acting.state
-            _, self.acting.state = self._step(t.obs, self.acting.state)
+        if self.state_before_act is None:
+            raise RuntimeError("DRQN.observe() of a step without act() or warm_up(): no acting state to store")
         self.replay.add(
             self.encode(t.obs),
             np.asarray(t.actions) - self.action_start,
@@ -218,7 +223,7 @@ class DRQN:
     def update(self) -> dict[str, torch.Tensor]:
         batch = self.replay.sample(self.batch_size)
         loss, q_taken = self._losses(batch)
-        grad_norm = clipped_gradient_step(self.optimizer, self.params, loss, self.grad_clip)
+        grad_norm = gradient_step(self.optimizer, self.params, loss, self.grad_clip)
         self.target_sync.after_update()
         real_steps = batch.mask.sum()
         return {

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from rl_runner.agents.base import Transition
 from rl_runner.agents.common import (
     PeriodicTargetSync,
-    clipped_gradient_step,
+    gradient_step,
     is_image_space,
     learning_signals,
     make_adam,
@@ -49,8 +49,8 @@ from rl_runner.agents.value_targets import (
 )
 from rl_runner.buffers import FrameReplay, NStepAccumulator, PrioritizedReplay, ReplayBuffer, TransitionBatch
 from rl_runner.checkpoint import Stateful
+from rl_runner.choices import Activation
 from rl_runner.clock import Clock, linear_schedule
-from rl_runner.config import Activation
 from rl_runner.networks import ACTIVATIONS
 from rl_runner.networks.noisy import NoisyLinear, mean_sigma, noisy_layers, reset_noise, set_noise
 from rl_runner.networks.q_heads import QHead
@@ -208,6 +208,9 @@ class Rainbow:
             reset_noise(layers)
         self.noise_resets += 1
 
+    def warm_up(self, obs: np.ndarray) -> None:
+        pass  # acting keeps no per-step state: nothing to follow while the runner acts at random
+
     # ---------------------------------------------------------------- memory
     def observe(self, transition: Transition) -> None:
         t = transition
@@ -262,7 +265,7 @@ class Rainbow:
             batch, weights = self.replay.sample(self.batch_size), None
         per_sample, errors, q_taken = self._losses(batch)
         loss = (per_sample * weights).mean() if weights is not None else per_sample.mean()
-        grad_norm = clipped_gradient_step(self.optimizer, self.params, loss, self.grad_clip)
+        grad_norm = gradient_step(self.optimizer, self.params, loss, self.grad_clip)
         if self.per:
             self.replay.update_priorities(slots, errors)
         self.target_sync.after_update()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from rl_runner.buffers.replay import RowLayout
-from rl_runner.config import SequenceReplay
+from rl_runner.choices import SequenceReplay
 
 
 class SequenceBatch(NamedTuple):

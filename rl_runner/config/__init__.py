@@ -1,6 +1,8 @@
-"""The config layer: schemas (types and bounds), checks of a composed config, and composition helpers."""
+"""Composing and checking configs: Hydra composition outside ``@hydra.main`` (the command line's up-front check, a
+run's saved overrides, the tests), the value and compatibility checks of a composed config, and the registration
+of the schemas (``rl_runner/schemas.py``) with Hydra. Runners and agents never compose: they receive a config."""
 
-from rl_runner.config.checks import ConfigError, check_compatibility, check_config, check_values, config_warnings
+from rl_runner.config.checks import check_compatibility, check_config, check_values, config_warnings
 from rl_runner.config.compose import (
     CONF_DIR,
     compose_config,
@@ -13,44 +15,11 @@ from rl_runner.config.compose import (
     sweep_arguments,
     validate_overrides,
 )
-from rl_runner.config.schemas import (
-    ActionSpace,
-    Activation,
-    Direction,
-    ExplorationNoise,
-    GANLoss,
-    Init,
-    LRSchedule,
-    MatmulPrecision,
-    MLPConfig,
-    NetOverride,
-    Norm,
-    PixelNetConfig,
-    RecurrentCell,
-    Scaling,
-    Scoring,
-    SequenceReplay,
-)
+from rl_runner.errors import ConfigError
 
 __all__ = [
     "CONF_DIR",
-    "ActionSpace",
-    "Activation",
     "ConfigError",
-    "Direction",
-    "ExplorationNoise",
-    "GANLoss",
-    "Init",
-    "LRSchedule",
-    "MLPConfig",
-    "PixelNetConfig",
-    "MatmulPrecision",
-    "NetOverride",
-    "Norm",
-    "RecurrentCell",
-    "Scaling",
-    "Scoring",
-    "SequenceReplay",
     "check_compatibility",
     "check_config",
     "check_values",

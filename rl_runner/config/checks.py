@@ -11,11 +11,9 @@ import dataclasses
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from rl_runner.config.schemas import RecurrentCell
-
-
-class ConfigError(ValueError):
-    """A bad command line or an impossible combination; reported as one line."""
+from rl_runner.choices import RecurrentCell
+from rl_runner.errors import ConfigError
+from rl_runner.registry import runner_entry
 
 
 def _missing_keys(node: DictConfig | ListConfig, prefix: str) -> list[str]:
@@ -72,8 +70,6 @@ def check_values(cfg: DictConfig) -> None:
 
 def check_compatibility(cfg: DictConfig) -> None:
     """The agent's runner gets what it needs (an env or a data source), of a kind the agent can use."""
-    from rl_runner.runners import runner_entry
-
     agent = cfg.agent
     try:
         entry = runner_entry(agent.runner)
@@ -102,7 +98,7 @@ def check_compatibility(cfg: DictConfig) -> None:
 
 def check_config(cfg: DictConfig, check_device: bool = True) -> None:
     """All of the above; ``check_device=False`` for a saved run's config that is evaluated on another machine."""
-    from rl_runner.runtime import resolve_device
+    from rl_runner.runtime import resolve_device  # torch, only when a device is checked
 
     check_values(cfg)
     check_compatibility(cfg)

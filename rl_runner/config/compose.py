@@ -13,7 +13,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from rl_runner.config.checks import ConfigError, check_config, config_warnings
+from rl_runner.config import store  # noqa: F401  (the schemas and resolvers, before anything is composed)
+from rl_runner.config.checks import check_config, config_warnings
+from rl_runner.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # a link to the top-level conf/ in the source tree
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from rl_runner.config import Scaling
+from rl_runner.choices import Scaling
 from rl_runner.data import Scaler, WindowData, Windows
 from rl_runner.data.faults import check_faults, inject_faults
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import DictConfig
 
-from rl_runner.config import Scaling
+from rl_runner.choices import Scaling
 from rl_runner.data import Scaler, WindowData, Windows
 from rl_runner.data.faults import check_faults, inject_faults
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import gymnasium as gym
 from omegaconf import DictConfig, OmegaConf
 
-from rl_runner.config import ActionSpace
+from rl_runner.choices import ActionSpace
 from rl_runner.envs.wrappers import apply_wrappers
 
 if TYPE_CHECKING:

@@ -10,9 +10,10 @@ diverge without anyone knowing, while a refused snapshot makes the runner start 
 Handlers match the exact class: a subclass may keep state of its own, so it needs its own handler. The one
 exception is ``MujocoEnv``, whose subclasses keep their whole dynamic state in MuJoCo's ``mjData``.
 
-Besides its layers, a snapshot holds the base env's ``np_random`` (resets and some dynamics draw from it),
-and, from ``vector_env_state``, the vector env's own per-env bookkeeping. Everything is plain dicts, lists,
-numbers, bytes and numpy arrays (no objects of an env's package), so a snapshot goes through ``torch.save``.
+Besides its layers, a snapshot holds the base env's ``np_random`` (resets and some dynamics draw from it) once
+the env has one, and, from ``vector_env_state``, the vector env's own per-env bookkeeping. Everything is plain
+dicts, lists, numbers, bytes and numpy arrays (no objects of an env's package), so a snapshot goes through
+``torch.save``.
 
 Covered: classic control, MuJoCo, the project's T-maze, Atari (ale_py's ``AtariEnv``: the emulator with its
 RNG, and ``AtariPreprocessing``'s frame buffer and life counter; not with the ALE's sticky actions, see
@@ -55,6 +56,7 @@ from gymnasium.wrappers import (
     TimeLimit,
 )
 
+from rl_runner.envs.tmaze import TMazeEnv
 from rl_runner.envs.wrappers import ChannelsFirst, FireReset, LearningSignals, ObservationSubset
 
 EnvState = dict[str, Any]
@@ -99,8 +101,10 @@ def env_state(env: gym.Env) -> EnvState:
         "layers": [
             {"class": type(layer).__name__, "state": handler.capture(layer)} for layer, handler in zip(layers, handlers)
         ],
-        "np_random": copy.deepcopy(base.np_random.bit_generator.state),
-        "np_random_seed": base.np_random_seed,
+        # read only if the env made one: the np_random property would create one from OS entropy for an env that
+        # never seeds its own (MinAtar's), and the checkpoint of a seeded run would differ from run to run
+        "np_random": copy.deepcopy(base._np_random.bit_generator.state) if base._np_random is not None else None,
+        "np_random_seed": base._np_random_seed,
     }
 
 
@@ -110,7 +114,8 @@ def restore_env_state(env: gym.Env, state: EnvState) -> None:
     for layer, handler, saved in zip(layers, handlers, state["layers"]):
         handler.restore(layer, saved["state"])
     base = env.unwrapped
-    base.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
+    if state["np_random"] is not None:
+        base.np_random.bit_generator.state = copy.deepcopy(state["np_random"])
     base._np_random_seed = state["np_random_seed"]  # no public setter keeps the seed; it is informational only
 
 
@@ -301,6 +306,11 @@ register_snapshot_handler(PendulumEnv, *_attributes("state", "last_u"))
 register_snapshot_handler(MountainCarEnv, *_attributes("state"))
 register_snapshot_handler(Continuous_MountainCarEnv, *_attributes("state"))
 register_snapshot_handler(AcrobotEnv, *_attributes("state"))
+
+# The project's T-maze: its whole per-episode state (rl_runner/envs/tmaze.py).
+register_snapshot_handler(
+    TMazeEnv, *_attributes("_position", "_arm_offset", "_goal_side", "_steps", "_visited", "_entered_wrong")
+)
 
 
 # MuJoCo. The dynamic state is mjData: mj_getState's integration state (time, qpos, qvel, act, controls,

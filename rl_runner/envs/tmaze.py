@@ -67,13 +67,10 @@ out to the other end.
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-from rl_runner.envs.state import register_snapshot_handler
 
 ENV_ID = "rl_runner/TMaze-v0"
 VARIANTS = ("either", "both", "two_goal")
@@ -155,8 +152,8 @@ class TMazeEnv(gym.Env[np.ndarray, int]):
         self.action_space = gym.spaces.Discrete(4)
         self.observation_space = gym.spaces.Box(0.0, 1.0, shape=(4,), dtype=np.float32)
 
-        # The whole per-episode state, plain values only, so a snapshot is a copy of these (see the handler
-        # at the bottom). Set here too, so an env that was never reset can be snapshotted and rendered.
+        # The whole per-episode state, plain values only, so a snapshot is a copy of these (its handler is in
+        # rl_runner/envs/state.py). Set here too, so an env that was never reset can be snapshotted and rendered.
         self._position = 0  # corridor cell, 0 (the foot) .. length (the junction)
         self._arm_offset = 0  # 0: not in an arm; -k / +k: k cells into the left / right arm (k = arm_length: end)
         self._goal_side = 0  # 0 left, 1 right; unused by two_goal
@@ -307,7 +304,8 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
 
 
 def register_tmaze() -> None:
-    """Register ``rl_runner/TMaze-v0`` with gymnasium (``import rl_runner`` already does); idempotent.
+    """Register ``rl_runner/TMaze-v0`` with gymnasium; idempotent. Importing this module does (and ``import
+    rl_runner`` imports it).
 
     No ``TimeLimit``: the env truncates by itself (``max_steps``), so a config's ``env.max_episode_steps``
     stays null and the limit follows ``length``."""
@@ -315,17 +313,4 @@ def register_tmaze() -> None:
         gym.register(ENV_ID, entry_point=f"{__name__}:TMazeEnv", max_episode_steps=None)
 
 
-# ------------------------------------------------------------------------------------------- snapshots
-_STATE = ("_position", "_arm_offset", "_goal_side", "_steps", "_visited", "_entered_wrong")
-
-
-def _capture(env: TMazeEnv) -> dict[str, Any]:
-    return {name: copy.deepcopy(getattr(env, name)) for name in _STATE}
-
-
-def _restore(env: TMazeEnv, state: dict[str, Any]) -> None:
-    for name in _STATE:
-        setattr(env, name, copy.deepcopy(state[name]))
-
-
-register_snapshot_handler(TMazeEnv, _capture, _restore)
+register_tmaze()

@@ -6,7 +6,7 @@ import math
 
 import torch.nn as nn
 
-from rl_runner.config import Activation, Init
+from rl_runner.choices import Activation, Init
 
 # DDPG paper, section 7: the final layer starts near zero so initial actions and Q-values are near zero.
 FANIN_FINAL_LAYER_BOUND = 3e-3

@@ -7,8 +7,9 @@ from typing import Any, Mapping
 
 import torch.nn as nn
 
-from rl_runner.config import Activation, MLPConfig, Norm
+from rl_runner.choices import Activation, Norm
 from rl_runner.networks.init import initialise_linear
+from rl_runner.schemas import MLPConfig
 
 NET_FIELDS = tuple(f.name for f in fields(MLPConfig))
 

@@ -11,9 +11,10 @@ import torch
 import torch.nn as nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from rl_runner.config import MLPConfig, RecurrentCell
+from rl_runner.choices import RecurrentCell
 from rl_runner.networks.mlp import ACTIVATIONS, hidden_layers
 from rl_runner.networks.q_heads import QHead
+from rl_runner.schemas import MLPConfig
 
 
 class RecurrentCore(nn.Module):

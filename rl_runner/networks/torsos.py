@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from rl_runner.config import Activation, Init
+from rl_runner.choices import Activation, Init
 from rl_runner.networks.init import initialise_linear
 from rl_runner.networks.mlp import ACTIVATIONS, hidden_layers, resolve_net_spec
 

@@ -1,9 +1,10 @@
 """The run skeleton every runner shares: resume, counters and RNG save/restore, signals, cadence, metric
 flushes with the NaN check, evaluation, the final save, divergence and the summary.
 
-A runner contributes a ``Loop``: what one step is (an env transition for the off-policy loop, an optimiser
-step on a batch for the dataset loop), how to evaluate, and the loop's own state (env snapshots, episode
-counters, an epoch's position). Everything else happens here, once, for every runner.
+A runner contributes a ``Loop``: what one step is (a step of every env for env runners, ``runners/env_loop.py``;
+an optimiser step on a batch for the dataset loop), how to evaluate, and the loop's own state (env snapshots,
+episode counters, an epoch's position). Everything else happens here, once, for every runner. ``TrainedAgent`` is
+what every runner's ``load_trained`` gives rl-eval and the Python API.
 
 ``progress.pt`` holds ``format`` (``PROGRESS_FORMAT``), ``counters`` (updates, train time, the unfinished log
 interval, last evaluation), ``metrics`` (the unfinished interval's sums), ``clock`` (step and schedule horizon),
@@ -20,7 +21,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Literal, Mapping, Protocol
 
 import numpy as np
 import torch
@@ -31,8 +32,6 @@ from rl_runner.checkpoint import (
     BEST,
     CORRUPT_PREFIX,
     PROGRESS_FORMAT,
-    CheckpointError,
-    CorruptCheckpoint,
     Stateful,
     apply_states,
     check_progress_format,
@@ -45,7 +44,9 @@ from rl_runner.checkpoint import (
     write_checkpoint,
 )
 from rl_runner.clock import Clock
-from rl_runner.logging import MetricAccumulator, NonFiniteLossError, RunLogger, TrainingDiverged, Video
+from rl_runner.errors import CheckpointError, CorruptCheckpoint, NonFiniteLossError, TrainingDiverged
+from rl_runner.logging import MetricAccumulator, RunLogger, Video
+from rl_runner.registry import runner_entry
 from rl_runner.runtime import StopSignals, restore_rng_state, rng_state
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,34 @@ class RunContext:
     device: torch.device
     resume_from: Path | None
     on_start: list[Callable[[], None]] = field(default_factory=list)  # once a resume's checkpoint has loaded
+
+
+@dataclass(frozen=True)
+class TrainedAgent:
+    """A checkpoint's agent, in evaluation mode on ``device``, with what was needed to build it: what a runner's
+    ``load_trained`` returns to ``rl-eval`` and the Python API (``rl_runner.api``)."""
+
+    agent: Any  # an EnvAgent or a DatasetAgent (rl_runner/agents/base.py)
+    cfg: DictConfig  # the run's config, re-composed as rl-eval does (plus any overrides given)
+    checkpoint: Path  # <run>/checkpoints/<name>
+    device: torch.device
+    # env runs: the spaces of one env, which the agent was built for; None for dataset runs
+    observation_space: Any = None
+    action_space: Any = None
+    # dataset runs: the run's data scaled as its training data was (``data.val.values`` are ready for
+    # ``agent.score``), and the threshold saved with the checkpoint (scores above it are anomalies; None when the
+    # run saved none, and valid only for the run's own scoring settings); None for env runs
+    data: Any = None
+    threshold: float | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return self.checkpoint.parents[1]
+
+    @property
+    def kind(self) -> Literal["env", "data"]:
+        """``env`` for an agent that acts in an env, ``data`` for one that scores samples of a data set."""
+        return runner_entry(self.cfg.agent.runner).needs
 
 
 class Loop(Protocol):
@@ -79,7 +108,7 @@ class Loop(Protocol):
 
     def state_dict(self) -> dict: ...
 
-    def optional_groups(self) -> Mapping[str, Stateful]:
+    def replay_groups(self) -> Mapping[str, Stateful]:
         """State saved only with ``checkpoint.save_replay=true`` (a replay memory), one file per entry."""
         ...
 
@@ -156,10 +185,10 @@ class RunSkeleton:
         if not checkpoints:
             raise FileNotFoundError(f"resume={root.parent}: no checkpoint under {root}")
         names = list(self.agent.state_groups())
-        optional = list(self.loop.optional_groups())
+        replay = list(self.loop.replay_groups())
         problems, skipped = [], []
         for checkpoint in reversed(checkpoints):
-            present = [name for name in optional if (checkpoint / f"{name}.pt").exists()]
+            present = [name for name in replay if (checkpoint / f"{name}.pt").exists()]
             try:
                 states = read_checkpoint(checkpoint, names + present, map_location=self.agent.device)
                 # RNG states and counters stay on the CPU whatever the training device
@@ -183,9 +212,9 @@ class RunSkeleton:
         for name, param_groups in configured.items():  # the config's learning rates win over the saved ones
             for group, values in zip(groups[name].param_groups, param_groups):
                 group.update(values)
-        optional = self.loop.optional_groups()
-        apply_states(checkpoint, {name: group for name, group in optional.items() if name in states}, states)
-        missing = sorted(set(optional) - set(states))
+        replay = self.loop.replay_groups()
+        apply_states(checkpoint, {name: group for name, group in replay.items() if name in states}, states)
+        missing = sorted(set(replay) - set(states))
         if missing:
             log.warning("%s holds no %s (checkpoint.save_replay=false): refilling from empty", checkpoint, missing)
         self.counters = Counters(**progress["counters"])
@@ -224,7 +253,7 @@ class RunSkeleton:
             shown = ", ".join(f"{name} ({count} value{'s' if count > 1 else ''})" for name, count in broken.items())
             raise NonFiniteLossError(f"non-finite values in {shown}")
         if with_replay:
-            states.update({name: group.state_dict() for name, group in self.loop.optional_groups().items()})
+            states.update({name: group.state_dict() for name, group in self.loop.replay_groups().items()})
         counters = replace(self.counters, interval_seconds=time.perf_counter() - self.interval_start)
         states["progress"] = {
             "format": PROGRESS_FORMAT,

@@ -1,37 +1,26 @@
-"""The environment loop for off-policy agents (DDPG, Rainbow and DRQN, through one protocol).
+"""The off-policy runner (DDPG, Rainbow and DRQN, through one protocol): the shared env loop
+(``runners/env_loop.py``) with off-policy cadence.
 
-One step of this loop is one step of every parallel env: random warm-up actions or the agent's, the
-transitions (with the env's infos and the real final observations) handed to ``agent.observe``, then as
-many updates as ``agent.updates_per_step`` has accrued once the agent is ready to learn. The skeleton in
-``runners/base.py`` does the rest. The runner logs the env's own rewards; what the agent learns from is
-its business.
+One step of this loop is one step of every parallel env: uniformly random actions until ``agent.learning_starts``
+transitions (the agent is told, ``agent.warm_up``), the agent's own after that, then as many updates as
+``agent.updates_per_step`` has accrued, once the agent's replay holds enough to learn from. The agent owns its
+replay, so the replay memory is what ``checkpoint.save_replay`` adds to a checkpoint.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Mapping
 
 import gymnasium as gym
 import numpy as np
-import torch
 from omegaconf import DictConfig
 
-from rl_runner.agents import build_agent
-from rl_runner.agents.base import OffPolicyAgent, Transition
-from rl_runner.checkpoint import Stateful, load_finite_into
+from rl_runner.agents.base import OffPolicyAgent
+from rl_runner.checkpoint import Stateful
 from rl_runner.clock import Clock
-from rl_runner.envs import make_env, make_vector_env, restore_vector_env_state, vector_env_state
-from rl_runner.envs.state import UnsupportedEnvState
 from rl_runner.logging import MetricAccumulator, RunLogger
-from rl_runner.runners.base import RunContext, RunSkeleton
-from rl_runner.video import ClipFrames, allow_headless_rendering, video_fps, write_video
-
-log = logging.getLogger(__name__)
-
-EVAL_SEED_OFFSET = 1_000_003  # evaluation episodes never share seeds with training episodes
-RECENT_EPISODES = 10  # training returns averaged in the summary
+from rl_runner.runners.base import RunContext
+from rl_runner.runners.env_loop import EnvLoop, train_in_envs
 
 
 def random_actions(space: gym.spaces.Space, rng: np.random.Generator, count: int) -> np.ndarray:
@@ -42,275 +31,44 @@ def random_actions(space: gym.spaces.Space, rng: np.random.Generator, count: int
     raise ValueError(f"no random warm-up actions for {space}")
 
 
-class EvalEpisodes(NamedTuple):
-    returns: np.ndarray  # [episodes]
-    # [episodes] bool, from info["is_success"] at each episode's end (goal-reaching envs such as the T-maze
-    # report it); an episode cut without it (an added time limit) failed; None when the env never reports it
-    successes: np.ndarray | None
-
-
-def evaluate_policy(
-    agent: OffPolicyAgent,
-    env: gym.Env,
-    episodes: int,
-    seed: int,
-    frames: list[np.ndarray] | None = None,
-    max_frames: int | None = None,
-) -> EvalEpisodes:
-    """``episodes`` episodes of the deterministic policy (seeded, so repeatable). With a ``frames`` list and
-    an env made with render_mode="rgb_array", the first episode's frames go there (its first ``max_frames``:
-    rendering is what costs, so none is rendered past them)."""
-    frame_limit = max_frames if max_frames is not None else float("inf")
-    agent.train_mode(False)
-    returns = np.zeros(episodes)
-    successes: list[bool | None] = []
-    try:
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed + episode)
-            agent.reset(np.ones(1, dtype=bool), explore=False)
-            done = False
-            while not done:
-                if frames is not None and episode == 0 and len(frames) < frame_limit:
-                    frames.append(env.render())
-                action = agent.act(obs[None], explore=False)[0]
-                obs, reward, terminated, truncated, info = env.step(action)
-                returns[episode] += float(reward)
-                done = terminated or truncated
-            successes.append(bool(info["is_success"]) if "is_success" in info else None)
-    finally:
-        agent.train_mode(True)
-    reported = any(success is not None for success in successes)
-    return EvalEpisodes(returns, np.array([bool(success) for success in successes]) if reported else None)
-
-
-def make_agent(
-    cfg: DictConfig,
-    env: gym.Env | gym.vector.VectorEnv,
-    device: torch.device,
-    clock: Clock,
-    num_envs: int | None = None,
-) -> OffPolicyAgent:
-    """The configured agent for this env (a single env or a vector env of ``env.num_envs`` copies).
-    ``num_envs`` overrides the count: rl-eval plays one env with an agent whose per-env state (acting
-    states, exploration noise) must fit the checkpoint of a run trained with several."""
-    vector = isinstance(env, gym.vector.VectorEnv)
-    return build_agent(
-        cfg.agent,
-        net=cfg.net,
-        observation_space=env.single_observation_space if vector else env.observation_space,
-        action_space=env.single_action_space if vector else env.action_space,
-        num_envs=num_envs or (env.num_envs if vector else 1),
-        device=device,
-        clock=clock,
-    )
-
-
 def run(cfg: DictConfig, context: RunContext) -> dict:
-    if cfg.eval.video:
-        allow_headless_rendering()  # before the training envs load MuJoCo
-    envs = make_vector_env(cfg.env)
-    eval_env = make_env(cfg.env, render_mode="rgb_array" if cfg.eval.video else None)
-    try:
-        clock = Clock(horizon=int(cfg.total_steps))
-        agent = make_agent(cfg, envs, context.device, clock)
-        skeleton = RunSkeleton(cfg, context, agent, EnvLoop(cfg, agent, envs, eval_env, clock), clock)
-        skeleton.start()
-        return skeleton.run()
-    finally:
-        envs.close()
-        eval_env.close()
+    return train_in_envs(cfg, context, OffPolicyLoop)
 
 
-class EnvLoop:
+class OffPolicyLoop(EnvLoop):
+    agent: OffPolicyAgent
+
     def __init__(
         self, cfg: DictConfig, agent: OffPolicyAgent, envs: gym.vector.VectorEnv, eval_env: gym.Env, clock: Clock
     ) -> None:
-        self.agent = agent
-        self.envs = envs
-        self.eval_env = eval_env
-        self.clock = clock
-        self.num_envs = envs.num_envs
-        self.seed = int(cfg.seed)
+        super().__init__(cfg, agent, envs, eval_env, clock)
         self.learning_starts = int(cfg.agent.learning_starts)
         self.updates_per_step = float(cfg.agent.updates_per_step)
-        self.eval_episodes = int(cfg.eval.episodes)
-        self.eval_video = bool(cfg.eval.video)  # eval_env renders rgb_array frames then
         # warm-up actions get a stream of their own: default_rng(seed) would replay env 0's reset noise
         self.rng = np.random.default_rng(np.random.SeedSequence(int(cfg.seed)).spawn(1)[0])
-        self.obs: np.ndarray | None = None
-        self.episode_returns = np.zeros(self.num_envs)
-        self.episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
-        self.episodes = 0
-        self.recent_returns: list[float] = []
         self.update_credit = 0.0  # fractional updates owed (updates_per_step may be below 1)
-        self.reports_success = False  # whether the env has reported info["is_success"] at an episode end
 
-    # ---------------------------------------------------------------- state
     def begin(self, saved: dict | None) -> None:
-        if saved is None:
-            self.obs, _ = self.envs.reset(seed=self.seed)
-            return
-        self.episodes, self.recent_returns = saved["episodes"], list(saved["recent_returns"])
-        self.update_credit = saved["update_credit"]
-        self.reports_success = saved.get("reports_success", False)  # absent from checkpoints made before it
-        self.rng.bit_generator.state = saved["warmup_rng"]
-        try:
-            if saved["env_state"] is None:
-                raise UnsupportedEnvState(saved["env_state_missing"])
-            restore_vector_env_state(self.envs, saved["env_state"])
-            self.obs = saved["obs"]
-            self.episode_returns = saved["episode_returns"]
-            self.episode_lengths = saved["episode_lengths"]
-        except UnsupportedEnvState as reason:
-            log.warning("cannot continue the interrupted episodes (%s): starting new ones", reason)
-            self.obs, _ = self.envs.reset(seed=self.seed + self.clock.step)
-            self.agent.reset(np.ones(self.num_envs, dtype=bool))
+        super().begin(saved)
+        if saved is not None:
+            self.update_credit = saved["update_credit"]
+            self.rng.bit_generator.state = saved["warmup_rng"]
 
     def state_dict(self) -> dict:
-        try:
-            env_state, missing = vector_env_state(self.envs), None
-        except UnsupportedEnvState as reason:
-            env_state, missing = None, str(reason)
-        return {
-            "episodes": self.episodes,
-            "recent_returns": list(self.recent_returns),
-            "update_credit": self.update_credit,
-            "reports_success": self.reports_success,
-            "warmup_rng": self.rng.bit_generator.state,
-            "env_state": env_state,
-            "env_state_missing": missing,
-            "obs": self.obs,
-            "episode_returns": self.episode_returns,
-            "episode_lengths": self.episode_lengths,
-        }
+        return {**super().state_dict(), "update_credit": self.update_credit, "warmup_rng": self.rng.bit_generator.state}
 
-    def optional_groups(self) -> Mapping[str, Stateful]:
+    def replay_groups(self) -> Mapping[str, Stateful]:
         return self.agent.replay_groups()
 
-    # ---------------------------------------------------------------- one step
     def advance(self, metrics: MetricAccumulator, logger: RunLogger) -> None:
-        warming_up = self.clock.step < self.learning_starts
-        self._collect(explore_randomly=warming_up, logger=logger)
+        if self.clock.step < self.learning_starts:
+            self.agent.warm_up(self.obs)
+            actions = random_actions(self.envs.single_action_space, self.rng, self.num_envs)
+        else:
+            actions = self.agent.act(self.obs, explore=True)
+        self.step(actions, logger)
         if self.clock.step >= self.learning_starts and self.agent.ready_to_learn():
             self.update_credit += self.num_envs * self.updates_per_step
             while self.update_credit >= 1.0:
                 metrics.add(self.agent.update())
                 self.update_credit -= 1.0
-
-    def _collect(self, explore_randomly: bool, logger: RunLogger) -> None:
-        if explore_randomly:
-            actions = random_actions(self.envs.single_action_space, self.rng, self.num_envs)
-        else:
-            actions = self.agent.act(self.obs, explore=True)
-        next_obs, rewards, terminated, truncated, infos = self.envs.step(actions)
-        done = terminated | truncated
-        # the env's own rewards, counted before the agent sees (and may transform) them
-        self.episode_returns += rewards
-        self.episode_lengths += 1
-        real_next_obs = next_obs
-        if done.any():  # SAME_STEP autoreset: next_obs already starts a new episode there
-            real_next_obs = next_obs.copy()
-            for index in np.flatnonzero(done):
-                real_next_obs[index] = infos["final_obs"][index]
-        self.agent.observe(Transition(self.obs, actions, rewards, real_next_obs, terminated, truncated, infos))
-        self.obs = next_obs
-        self.clock.step += self.num_envs
-        if done.any():
-            self._finish_episodes(done, infos, logger)
-            self.agent.reset(done)
-
-    def _finish_episodes(self, done: np.ndarray, infos: Mapping[str, Any], logger: RunLogger) -> None:
-        final_info = infos.get("final_info", {})
-        reported = final_info.get("_is_success", np.zeros(self.num_envs, dtype=bool))
-        self.reports_success = self.reports_success or bool(reported[done].any())
-        for index in np.flatnonzero(done):
-            episode_return = float(self.episode_returns[index])
-            scalars = {"train/episode_return": episode_return, "train/episode_length": int(self.episode_lengths[index])}
-            if self.reports_success:  # an episode cut without it (an added time limit) failed
-                scalars["train/episode_success"] = float(reported[index] and final_info["is_success"][index])
-            logger.scalars(scalars, self.clock.step)
-            self.episodes += 1
-            self.recent_returns = (self.recent_returns + [episode_return])[-RECENT_EPISODES:]
-        self.episode_returns[done] = 0.0
-        self.episode_lengths[done] = 0
-
-    # ---------------------------------------------------------------- evaluation and reports
-    def evaluate(self) -> dict[str, Any]:
-        if self.eval_episodes <= 0:
-            return {}
-        clip = ClipFrames() if self.eval_video else None  # gets the first episode's frames, up to its cap
-        limit, seed = (clip.max_frames if clip is not None else None), self.seed + EVAL_SEED_OFFSET
-        episodes = evaluate_policy(self.agent, self.eval_env, self.eval_episodes, seed, clip, limit)
-        metrics: dict[str, Any] = {
-            "eval/return_mean": float(episodes.returns.mean()),
-            "eval/return_std": float(episodes.returns.std()),
-        }
-        if episodes.successes is not None:
-            metrics["eval/success_rate"] = float(episodes.successes.mean())
-        video = clip.video(video_fps(self.eval_env)) if clip is not None else None
-        if video is not None:
-            metrics["videos/eval"] = video
-        return metrics
-
-    def summary(self) -> dict:
-        summary: dict[str, Any] = {"episodes": self.episodes}
-        if self.recent_returns:
-            summary["train/return_mean_last10"] = float(np.mean(self.recent_returns))
-        return summary
-
-    def status(self) -> dict[str, float]:
-        return {"return": self.recent_returns[-1]} if self.recent_returns else {}
-
-
-# -------------------------------------------------------------------- rl-eval
-def load_trained(cfg: DictConfig, checkpoint: Path, device: torch.device, env: gym.Env) -> OffPolicyAgent:
-    """A checkpoint's agent, in evaluation mode, for acting in envs like ``env``. It is built for the run's
-    ``env.num_envs``, so that the per-env state groups saved with it (DRQN's acting states, OU noise) fit, and at
-    the end of its schedules: nothing it does when acting then depends on the time."""
-    agent = make_agent(cfg, env, device, Clock.at_end(int(cfg.total_steps)), num_envs=int(cfg.env.num_envs))
-    load_finite_into(checkpoint, agent.state_groups(), map_location=device)
-    agent.train_mode(False)
-    return agent
-
-
-def evaluate(cfg: DictConfig, checkpoint: Path, device: torch.device, options: dict[str, str]) -> dict:
-    """Deterministic-policy episodes from a checkpoint: ``episodes=N`` (10), ``seed=N``, ``video=true``."""
-    episodes = _integer_option(options, "episodes", 10)
-    seed = _integer_option(options, "seed", cfg.seed + EVAL_SEED_OFFSET)
-    video = options.get("video", "false").lower() in ("1", "true", "yes")
-    if episodes < 1:
-        raise ValueError(f"episodes={episodes}: must be at least 1")
-    allow_headless_rendering()
-    env = make_env(cfg.env, render_mode="rgb_array" if video else None)
-    try:
-        agent = load_trained(cfg, checkpoint, device, env)
-        frames: list[np.ndarray] = []
-        results = evaluate_policy(agent, env, episodes, seed, frames if video else None)
-    finally:
-        env.close()
-    returns = results.returns
-    if not np.isfinite(returns).all():
-        raise ValueError(f"{checkpoint}: the policy's returns are not finite ({returns.tolist()})")
-    result: dict[str, Any] = {
-        "checkpoint": str(checkpoint),
-        "episodes": episodes,
-        "return_mean": float(np.mean(returns)),
-        "return_std": float(np.std(returns)),
-    }
-    summary = f"{episodes} episodes from {checkpoint}: return {result['return_mean']:.2f} +- {result['return_std']:.2f}"
-    if results.successes is not None:
-        result["success_rate"] = float(results.successes.mean())
-        summary += f", success rate {result['success_rate']:.2f}"
-    if video:
-        path = checkpoint.parents[1] / "videos" / f"{checkpoint.name}.mp4"
-        result["video"] = str(write_video(frames, path, video_fps(env)))
-        summary += f"\nvideo written to {result['video']}"
-    result["report"] = summary
-    return result
-
-
-def _integer_option(options: dict[str, str], name: str, default: int) -> int:
-    try:
-        return int(options.get(name, default))
-    except ValueError:
-        raise ValueError(f"{name}={options[name]!r} is not an integer") from None

@@ -8,7 +8,6 @@ requeued run shows its history. A process killed outright leaves ``running`` beh
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -22,6 +21,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from rl_runner.files import read_json, write_json
 from rl_runner.logging import flatten_config
 
 log = logging.getLogger(__name__)
@@ -125,28 +125,3 @@ class RunRecord:
 def read_record(run_dir: Path) -> dict[str, Any]:
     """A run's ``run.json``, or {} when it has none or it cannot be read."""
     return read_json(run_dir / RECORD_NAME)
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or {} when there is none or it cannot be read."""
-    try:
-        content = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return content if isinstance(content, dict) else {}
-
-
-def write_json(path: Path, content: Any) -> None:
-    """``content`` as indented JSON, written atomically."""
-    write_atomically(path, json.dumps(content, indent=2) + "\n")
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """``text`` written to a temporary name and renamed: a reader never sees half a file."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_text(text)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        raise OSError(error.errno, f"cannot write {path.name} ({error.strerror})", str(path)) from error

@@ -1,9 +1,10 @@
-"""Config schemas, registered in Hydra's ConfigStore under ``schema/<group>/<name>``.
+"""Config schemas: the types and value bounds of every config group, as plain dataclasses.
 
-Every YAML file under ``conf/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``, so Hydra
-checks each key and type against these dataclasses while composing: a typo or a wrong type fails before a
-run directory exists. The schemas hold types and value bounds only; every default lives in a YAML file
-(a key a YAML file forgets is reported as missing, never silently filled in from here).
+Hydra registers them in its ConfigStore under ``schema/<group>/<name>`` (``rl_runner/config/store.py``), and every
+YAML file under ``conf/`` starts with ``defaults: [/schema/<group>/<name>@_here_, _self_]``, so each key and type is
+checked while composing: a typo or a wrong type fails before a run directory exists. The schemas hold types and
+value bounds only; every default lives in a YAML file (a key a YAML file forgets is reported as missing, never
+silently filled in from here). This module imports no Hydra: networks and agents use ``MLPConfig`` as a plain spec.
 
 Bounds are field metadata (``positive()``, ``at_least(0)``, ``within(0, 1)``): OmegaConf does not run
 ``__post_init__`` on merged overrides, so ``rl_runner.config.checks.check_values`` walks the composed
@@ -13,13 +14,26 @@ config and applies them as an explicit step, on the command line and again insid
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Callable, Dict, List, Optional
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
+
+from rl_runner.choices import (
+    ActionSpace,
+    Activation,
+    Direction,
+    ExplorationNoise,
+    GANLoss,
+    Init,
+    LRSchedule,
+    MatmulPrecision,
+    Norm,
+    RecurrentCell,
+    Scaling,
+    Scoring,
+    SequenceReplay,
+)
 
 # ------------------------------------------------------------------------------------------- bounds
 Check = Callable[[Any], "str | None"]  # returns what is wrong with a value, or None
@@ -52,83 +66,6 @@ def within(low: float, high: float, *, low_open: bool = False, high_open: bool =
 
 def optional_at_least(low: int, default: Any = MISSING) -> Any:
     return _checked(lambda v: None if v is None or v >= low else f"must be null or at least {low}", default)
-
-
-# ------------------------------------------------------------------------------------------- choices
-class Norm(Enum):
-    none = "none"
-    layer = "layer"
-    batch = "batch"
-
-
-class Init(Enum):
-    default = "default"
-    he = "he"
-    xavier = "xavier"
-    orthogonal = "orthogonal"
-    fanin_uniform = "fanin_uniform"
-
-
-class Activation(Enum):
-    relu = "relu"
-    tanh = "tanh"
-    elu = "elu"
-    leaky_relu = "leaky_relu"
-    gelu = "gelu"
-    silu = "silu"
-
-
-class ActionSpace(Enum):
-    continuous = "continuous"
-    discrete = "discrete"
-
-
-class ExplorationNoise(Enum):
-    gaussian = "gaussian"
-    ou = "ou"
-
-
-class MatmulPrecision(Enum):
-    highest = "highest"  # true float32
-    high = "high"  # TF32 on Ampere+ GPUs
-    medium = "medium"  # bf16 inner products on GPUs and on CPUs with bf16 support (oneDNN)
-
-
-class Direction(Enum):
-    max = "max"
-    min = "min"
-
-
-class LRSchedule(Enum):
-    constant = "constant"
-    linear = "linear"  # to zero at the end of the schedule horizon
-    cosine = "cosine"  # half a cosine to zero at the end of the schedule horizon
-
-
-class RecurrentCell(Enum):
-    lstm = "lstm"
-    gru = "gru"
-    none = "none"  # a feed-forward layer of the same width: the memoryless baseline
-
-
-class SequenceReplay(Enum):
-    episodes = "episodes"  # whole episodes (cut at sequence_length) from a zero state
-    windows = "windows"  # fixed-length windows with a burn-in prefix (R2D2)
-
-
-class Scaling(Enum):
-    none = "none"
-    standard = "standard"  # zero mean, unit variance per channel, fitted on the training split only
-
-
-class GANLoss(Enum):
-    standard = "standard"  # the non-saturating cross-entropy GAN (DCGAN)
-    wgan_gp = "wgan_gp"  # Wasserstein critic with a gradient penalty
-
-
-class Scoring(Enum):
-    latent_search = "latent_search"  # AnoGAN: optimise z for each window
-    encoder = "encoder"  # f-AnoGAN: z from a trained encoder, one forward pass
 
 
 # ------------------------------------------------------------------------------------------- net
@@ -452,19 +389,8 @@ class Config:
     stop: StopConfig = field(default_factory=StopConfig)
 
 
-# ------------------------------------------------------------------------------------------- registration
-def run_name(*, _root_: Any) -> str:
-    """``<agent>_<env id or data file>``, safe as one path component (``ALE/Breakout-v5`` has a slash)."""
-    root = _root_
-    if OmegaConf.select(root, "env.id") is not None:
-        task = str(root.env.id)
-    elif OmegaConf.select(root, "data.path", throw_on_missing=False) not in (None, MISSING):
-        task = re.sub(r"\.[^.]*$", "", str(root.data.path).rstrip("/").rsplit("/", 1)[-1]) or str(root.data.source)
-    else:
-        task = str(OmegaConf.select(root, "data.source", default="run"))
-    return re.sub(r"[^A-Za-z0-9._=-]+", "-", f"{root.agent.name}_{task}").strip("-")
-
-
+# ------------------------------------------------------------------------------------------- the groups
+# group -> option -> schema: what rl_runner/config/store.py registers in Hydra's ConfigStore
 SCHEMAS: dict[str, dict[str, type]] = {
     "agent": {
         "ddpg": DDPGConfig,
@@ -477,19 +403,3 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "data": {"array": ArrayDataConfig, "waveform": WaveformDataConfig},
     "net": {"mlp": MLPConfig, "conv1d": Conv1DConfig, "pixels": PixelNetConfig},
 }
-
-
-def register_configs() -> None:
-    cs = ConfigStore.instance()
-    cs.store(name="base_config", node=Config)
-    # under schema/ so that `rl-train --help` lists only real choices in the agent/env/data/net groups
-    for group, schemas in SCHEMAS.items():
-        for name, node in schemas.items():
-            cs.store(group=f"schema/{group}", name=name, node=node)
-    if not OmegaConf.has_resolver("run_name"):
-        OmegaConf.register_new_resolver("run_name", run_name)
-    if not OmegaConf.has_resolver("sum"):  # total_steps of a run made of phases (conf/agent/anogan.yaml)
-        OmegaConf.register_new_resolver("sum", lambda *values: sum(values))
-
-
-register_configs()

@@ -1,0 +1,33 @@
+"""Atomic text and JSON files: a reader (another process, a resume after a kill) never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """``text`` written to a temporary name and renamed; an OS error names the file and removes the temporary."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        temporary.write_text(text)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise OSError(error.errno, f"cannot write {path.name} ({error.strerror})", str(path)) from error
+
+
+def write_json(path: Path, content: Any) -> None:
+    """``content`` as indented JSON, written atomically."""
+    write_atomically(path, json.dumps(content, indent=2) + "\n")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or {} when there is none or it cannot be read."""
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return content if isinstance(content, dict) else {}
