@@ -21,10 +21,11 @@ install: $(STAMP)
 train: $(STAMP)
 	$(VENV)/bin/rl-train $(ARGS)
 
-# the layers contract first (pyproject.toml, docs/architecture.md), then the suite on every core (pytest-xdist)
+# the layers contract first (pyproject.toml, docs/architecture.md), then the suite on every core (pytest-xdist);
+# loadscope keeps each test module on one worker, so a module-scoped fixture (a trained run) is built once
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-logo
-	$(PY) -m pytest -n auto $(PYTEST_ARGS)
+	$(PY) -m pytest -n auto --dist loadscope $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench_sps.py $(ARGS)

@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
 
+from rl_runner.agents.base import Transition
 from rl_runner.clock import Clock
 from rl_runner.config import compose_config
 from rl_runner.envs.make import make_env
@@ -188,3 +190,53 @@ def train_until_sigterm(args: list[str], run_dir: Path, seconds: float) -> tuple
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     return process.returncode, output
+
+
+# A small Nature-style torso and short Breakout episodes: the time limit counts emulator frames (4 per step),
+# so 160 frames end an episode every ~40 steps and a few hundred steps cross many episode ends.
+BREAKOUT = [
+    "agent=rainbow",
+    "env=breakout",
+    "net.channels=[8,8,8]",
+    "net.hidden=32",
+    "agent.batch_size=8",
+    "agent.learning_starts=100",
+    "agent.buffer_size=1000",
+    "agent.target_update=20",
+    "env.max_episode_steps=160",
+]
+MINATAR = [
+    "agent=rainbow",
+    "env=minatar_breakout",
+    "net.hidden=32",
+    "agent.batch_size=16",
+    "agent.learning_starts=100",
+    "agent.buffer_size=1000",
+    "agent.target_update=20",
+]
+
+
+def step_envs(envs: gym.vector.VectorEnv, obs: np.ndarray, rng: np.random.Generator) -> tuple[Transition, np.ndarray]:
+    """One random step of every env, as the runner hands it to the agent (real final observations)."""
+    actions = rng.integers(envs.single_action_space.n, size=envs.num_envs)
+    next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+    real_next = next_obs.copy()
+    for index in np.flatnonzero(terminated | truncated):
+        real_next[index] = infos["final_obs"][index]
+    return Transition(obs, actions, rewards, real_next, terminated, truncated, infos), next_obs
+
+
+# a few seconds of Pendulum through the command line, for the rl-eval and failure tests (with small_run)
+SMALL = [*SMALL_PENDULUM, "eval.every=0", "eval.episodes=1", "log.every=50"]
+
+
+def one_error_line(result: subprocess.CompletedProcess, program: str = "rl-train") -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"{program}: error: "), result.stderr
+    return lines[0]
+
+
+def small_run(run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    result = run_cli(*SMALL, "total_steps=200", "checkpoint.every=100", f"hydra.run.dir={run_dir}", *extra)
+    assert result.returncode == 0, result.stderr
+    return result

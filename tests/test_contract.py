@@ -27,112 +27,60 @@ class Case:
     episodes: int = 0  # at least this many episodes end in the run (the resume crosses episode ends)
 
 
-RAINBOW_SMALL = ("agent=rainbow", "net.hidden=32", "agent.batch_size=32", "agent.buffer_size=5000")
-RAINBOW_PIXELS = ("agent=rainbow", "net.hidden=32", "agent.batch_size=16", "agent.buffer_size=1000")
-TMAZE = ("agent=drqn", "env=tmaze", "env.kwargs.length=3", "net.hidden=16", "agent.rnn_hidden=16")
-TMAZE_SMALL = (*TMAZE, "agent.batch_size=8", "agent.buffer_size=2000", "agent.updates_per_step=0.5")
-ANOGAN = (
-    "agent=anogan", "net.width=4", "net.depth=2", "agent.latent_dim=4", "agent.batch_size=16", "agent.gan_steps=30",
-    "agent.encoder_steps=20", "agent.search_steps=5", "agent.search_starts=2", "data.window=16",
-    "data.train_windows=64", "data.val_windows=16", "data.test_windows=16", "log.every=10", "eval.every=25",
-)  # fmt: skip
-# Every off-policy case saves its replay (the resume is then exact) and evaluates once before the stop.
+# Off-policy cases save their replay (the resume is then exact) and checkpoint only at the stop and the end.
 EXACT = ("checkpoint.save_replay=true", "checkpoint.every=0")
+PENDULUM = (*TINY, "env=pendulum", "env.max_episode_steps=120", "total_steps=400", "checkpoint.save_replay=true")
+RAINBOW = (*TINY, "agent=rainbow", "net.hidden=32", *EXACT)
+PIXELS = (*RAINBOW, "agent.batch_size=16", "agent.buffer_size=1000", "agent.target_update=20", "total_steps=320")
+PIXELS += ("log.every=40", "eval.every=0")
+TMAZE = (*TINY, "agent=drqn", "env=tmaze", "env.kwargs.length=3", "net.hidden=16", "agent.rnn_hidden=16", *EXACT)
+TMAZE += ("agent.batch_size=8", "agent.buffer_size=2000", "agent.updates_per_step=0.5", "agent.target_update=20")
+TMAZE += ("total_steps=500", "eval.every=250", "eval.episodes=5")
+ANOGAN = ("agent=anogan", "device=cpu", "progress=false", "net.width=4", "net.depth=2", "agent.latent_dim=4")
+ANOGAN += ("agent.batch_size=16", "agent.gan_steps=30", "agent.encoder_steps=20", "agent.search_steps=5")
+ANOGAN += ("agent.search_starts=2", "data.window=16", "data.train_windows=64", "data.val_windows=16")
+ANOGAN += ("data.test_windows=16", "log.every=10", "eval.every=25", "checkpoint.every=25")
+# BatchNorm and a learning-rate schedule
+AUTOENCODER = (*TINY_DATA, "total_steps=120", "checkpoint.every=0", "net.norm=batch")
 
 CASES = {
-    "ddpg-pendulum-on-a-checkpoint": Case(  # the stop comes at a periodic checkpoint's step: it is not written twice
-        (
-            *TINY,
-            "env=pendulum",
-            "env.max_episode_steps=120",
-            "total_steps=400",
-            "checkpoint.save_replay=true",
-            "checkpoint.every=200",
-        ),
-        200,
-    ),  # fmt: skip
-    "ddpg-pendulum-2envs": Case(
-        (*TINY, "env=pendulum", "env.num_envs=2", "env.max_episode_steps=120", "total_steps=400", *EXACT), 230
-    ),
+    # the stop comes at a periodic checkpoint's step, which is not written twice
+    "ddpg-pendulum-on-a-checkpoint": Case((*PENDULUM, "checkpoint.every=200"), 200),
+    "ddpg-pendulum-2envs": Case((*PENDULUM, "env.num_envs=2", "checkpoint.every=0"), 230),
     "ddpg-halfcheetah-ou": Case(
         (*TINY, "env=halfcheetah", "agent.noise=ou", "env.max_episode_steps=120", "total_steps=400", *EXACT), 230
     ),
     "rainbow-cartpole": Case(
         (
-            *TINY,
-            *RAINBOW_SMALL,
+            *RAINBOW,
             "env=cartpole",
+            "agent.batch_size=32",
+            "agent.buffer_size=5000",
             "agent.target_update=50",
             "agent.v_min=0",
             "agent.v_max=50",
             "total_steps=400",
             "eval.every=200",
-            *EXACT,
         ),
         237,  # mid-window for the n-step accumulator
     ),  # fmt: skip
-    "rainbow-minatar": Case(
-        (
-            *TINY,
-            *RAINBOW_PIXELS,
-            "env=minatar_breakout",
-            "agent.target_update=20",
-            "total_steps=320",
-            "log.every=40",
-            "eval.every=0",
-            *EXACT,
-        ),
-        217,
-        episodes=3,
-    ),  # fmt: skip
+    "rainbow-minatar": Case((*PIXELS, "env=minatar_breakout"), 217, episodes=3),
+    # 160 emulator frames (40 steps) per episode: a few hundred steps cross many episode ends
     "rainbow-breakout": Case(
-        # 160 emulator frames (40 steps) per episode: a few hundred steps cross many episode ends
-        (
-            *TINY,
-            *RAINBOW_PIXELS,
-            "env=breakout",
-            "net.channels=[8,8,8]",
-            "agent.target_update=20",
-            "env.max_episode_steps=160",
-            "total_steps=320",
-            "log.every=40",
-            "eval.every=0",
-            *EXACT,
-        ),
-        217,
-        episodes=3,
-    ),  # fmt: skip
-    "drqn-tmaze-episodes": Case(
-        (*TINY, *TMAZE_SMALL, "agent.target_update=20", "total_steps=500", "eval.every=250", "eval.episodes=5", *EXACT),
-        317,  # mid-episode: an open episode in the replay, a non-zero acting state
-        memory_at_stop="acting",
-    ),  # fmt: skip
+        (*PIXELS, "env=breakout", "net.channels=[8,8,8]", "env.max_episode_steps=160"), 217, episodes=3
+    ),
+    # mid-episode: an open episode in the replay, a non-zero acting state
+    "drqn-tmaze-episodes": Case(TMAZE, 317, memory_at_stop="acting"),
     "drqn-tmaze-windows": Case(
-        (
-            *TINY,
-            *TMAZE_SMALL,
-            "agent.target_update=20",
-            "agent.replay=windows",
-            "agent.sequence_length=4",
-            "agent.burn_in=3",
-            "agent.stored_state=true",
-            "total_steps=500",
-            "eval.every=250",
-            "eval.episodes=5",
-            *EXACT,
-        ),
+        (*TMAZE, "agent.replay=windows", "agent.sequence_length=4", "agent.burn_in=3", "agent.stored_state=true"),
         317,
         memory_at_stop="acting",
-    ),  # fmt: skip
-    "anogan-waveform-gan-phase": Case((*ANOGAN, "checkpoint.every=25", "device=cpu", "progress=false"), 20),
-    "anogan-waveform-encoder-phase": Case((*ANOGAN, "checkpoint.every=25", "device=cpu", "progress=false"), 40),
-    # BatchNorm and a learning-rate schedule; stopped within the first epoch and after an epoch boundary
-    "autoencoder-array-first-epoch": Case(
-        (*TINY_DATA, "total_steps=120", "checkpoint.every=0", "net.norm=batch"), 40, data_file=True
     ),
-    "autoencoder-array-second-epoch": Case(
-        (*TINY_DATA, "total_steps=120", "checkpoint.every=0", "net.norm=batch"), 70, data_file=True
-    ),
+    "anogan-waveform-gan-phase": Case(ANOGAN, 20),
+    "anogan-waveform-encoder-phase": Case(ANOGAN, 40),
+    # stopped within the first epoch (59 batches) and after an epoch boundary
+    "autoencoder-array-first-epoch": Case(AUTOENCODER, 40, data_file=True),
+    "autoencoder-array-second-epoch": Case(AUTOENCODER, 70, data_file=True),
 }
 
 

@@ -1,4 +1,4 @@
-"""rl-plot on synthetic run directories: event files written with SummaryWriter, no training."""
+"""rl-plot (rl_runner/plot.py) on synthetic run directories: event files written with SummaryWriter, no training."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Videos of evaluation episodes: MuJoCo cameras that follow the agent, frames converted and capped for
-TensorBoard clips, ``eval.video=true`` in a training run (a GIF clip, the same returns) and ``rl-eval
-video=true`` on Atari (a full-colour mp4)."""
+"""Videos of evaluation episodes (rl_runner/video.py): MuJoCo cameras that follow the agent, frames converted and
+capped for TensorBoard clips, ``eval.video=true`` in a training run and ``rl-eval video=true`` on Atari."""
 
 from __future__ import annotations
 
@@ -24,8 +23,7 @@ from rl_runner.logging import read_scalars
 from rl_runner.runners import env_loop
 from rl_runner.train import train
 from rl_runner.video import ClipFrames, video_frame, write_video
-from tests.conftest import TINY
-from tests.test_pixels import BREAKOUT
+from tests.conftest import BREAKOUT, TINY
 
 
 # ------------------------------------------------------------------------------------- MuJoCo cameras
