@@ -32,6 +32,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from omegaconf import OmegaConf
 
+from rl_runner.console import fail
 from rl_runner.errors import describe_os_error
 from rl_runner.logging import flatten_container, read_scalars
 from rl_runner.runners.record import read_record
@@ -676,11 +677,9 @@ def main(argv: list[str] | None = None) -> None:
         for path in plot_runs(args):
             print(f"{PROGRAM}: wrote {path}")
     except PlotError as error:
-        print(f"{PROGRAM}: error: {error}", file=sys.stderr)
-        sys.exit(2)
+        fail(PROGRAM, str(error))
     except OSError as error:  # an output directory that cannot be written, a run deleted while being read
-        print(f"{PROGRAM}: error: {describe_os_error(error)}", file=sys.stderr)
-        sys.exit(2)
+        fail(PROGRAM, describe_os_error(error))
     except KeyboardInterrupt:
         print(f"{PROGRAM}: interrupted", file=sys.stderr)
         sys.exit(130)
