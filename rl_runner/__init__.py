@@ -1,4 +1,3 @@
-"""Hydra-configured deep-RL experiment runner. Importing the package registers its own gymnasium envs
-(``rl_runner/TMaze-v0``, ``rl_runner/envs/tmaze.py``), so ``gymnasium.make`` and ``env.id`` configs find them."""
-
-import rl_runner.envs.tmaze  # noqa: F401  (registers rl_runner/TMaze-v0 on import)
+"""Hydra-configured deep-RL experiment runner. The package itself imports nothing, so the command line answers
+``--help`` or refuses a bad value without loading torch or gymnasium; ``import rl_runner.envs`` registers the
+project's own gymnasium envs (``rl_runner/TMaze-v0``)."""

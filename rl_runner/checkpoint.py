@@ -4,8 +4,8 @@ Layout: ``<run>/checkpoints/step_000000050000/{actor,critic,target_actor,...,pro
 ``best/`` with the same files, for the evaluation with the best objective. A save writes
 into ``.tmp-step_...``, fsyncs every file, then renames the directory into place: a kill at any moment
 leaves either the old set of checkpoints or the old set plus a complete new one, never a half-written
-one that ``latest_checkpoint`` would pick. A save that fails (a full disk) removes its temporary directory
-and says which checkpoint is still the latest good one.
+one that ``latest_checkpoint`` would pick. A save that fails (a full disk) removes its temporary directory,
+so that the space it took is free again for run.json, and says which checkpoint is still the latest good one.
 
 Loading reads every file of a checkpoint before it changes anything, so a corrupt file is told apart from
 a file that does not fit the run (other layer sizes), and a resume can fall back to an older checkpoint.
@@ -18,7 +18,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol
+from typing import IO, Any, Iterable, Mapping, Protocol
 
 import torch
 
@@ -60,34 +60,77 @@ def save_checkpoint(root: Path, step: int, states: Mapping[str, dict], keep: int
     return final
 
 
+class _WriteThrough:
+    """The file ``torch.save`` writes to, keeping the first OS error of a write. Torch's zip writer does not pass
+    it on: it fails later with its own ``RuntimeError`` ("[enforce fail at inline_container.cc] unexpected pos
+    64 vs 0"), which hides the cause (a full disk)."""
+
+    def __init__(self, file: IO[bytes]) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        if self.error is not None:  # the zip writer goes on (its end records); the file is lost already
+            raise self.error
+        try:
+            return self.file.write(data)
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def _write_state(state: dict, path: Path) -> None:
+    """One state file, on disk (fsynced) before this returns; a failed write raises its own ``OSError``."""
+    with open(path, "wb") as file:  # buffered: a raw write may write part of its bytes and raise nothing
+        through = _WriteThrough(file)
+        try:
+            torch.save(state, through)
+        except Exception:
+            if through.error is None:
+                raise
+            raise through.error from None  # the cause, not torch's report of a short write
+        file.flush()
+        os.fsync(file.fileno())
+
+
 def write_checkpoint(final: Path, states: Mapping[str, dict]) -> Path:
     """``states`` as the checkpoint directory ``final`` (``step_...`` or ``best``), replacing one of that name
     only once the new one is complete."""
     root = final.parent
     temporary = root / f"{TEMPORARY_PREFIX}{final.name}"
+    writing = ""
     try:
         root.mkdir(parents=True, exist_ok=True)
         _recover_replaced(root)
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir()
         for name, state in states.items():
-            with open(temporary / f"{name}.pt", "wb") as file:
-                torch.save(state, file)
-                file.flush()
-                os.fsync(file.fileno())
+            writing = f" ({name}.pt)"
+            _write_state(state, temporary / f"{name}.pt")
+        writing = ""
         _fsync_directory(temporary)
+        if final.exists():  # a second save of the same name: move the old one aside (still complete) first;
+            replaced = root / f"{REPLACED_PREFIX}{final.name}"  # a kill before the next rename leaves it in use
+            shutil.rmtree(replaced, ignore_errors=True)
+            os.rename(final, replaced)
+        os.rename(temporary, final)
     except OSError as error:  # a full disk, a read-only or vanished directory: the previous checkpoints stay
-        shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(temporary, ignore_errors=True)  # before the run records its end: this frees the space
+        try:
+            _recover_replaced(root)  # the old copy back in place, if it had been moved aside
+        except OSError:
+            pass  # named_checkpoints still finds it where it is
         previous = latest_checkpoint(root)
         raise CheckpointError(
-            f"cannot write checkpoint {final}: {error.strerror or error}; "
+            f"cannot write checkpoint {final}{writing}: {error.strerror or error}; "
             f"the latest good checkpoint is {previous or 'none'}"
         ) from error
-    if final.exists():  # a second save of the same name: move the old one aside (still complete) first;
-        replaced = root / f"{REPLACED_PREFIX}{final.name}"  # a kill before the next rename leaves it in use
-        shutil.rmtree(replaced, ignore_errors=True)
-        os.rename(final, replaced)
-    os.rename(temporary, final)
+    except BaseException:  # a bug or a second signal: no half-written directory holds on to the disk either
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     _fsync_directory(root)
     for leftover in root.glob(f"{TEMPORARY_PREFIX}*"):  # from an earlier kill mid-save, and the replaced copy
         shutil.rmtree(leftover, ignore_errors=True)

@@ -81,3 +81,10 @@ class GANLoss(Enum):
 class Scoring(Enum):
     latent_search = "latent_search"  # AnoGAN: optimise z for each window
     encoder = "encoder"  # f-AnoGAN: z from a trained encoder, one forward pass
+
+
+class Refill(Enum):
+    """What acts while a resume without the saved replay (checkpoint.save_replay=false) refills it."""
+
+    policy = "policy"  # the trained policy with its exploration, as after learning_starts
+    random = "random"  # uniformly random actions, as before learning_starts

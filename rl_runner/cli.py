@@ -10,8 +10,7 @@ def train() -> None:
     exit_quietly_on_interrupt("rl-train")
     from rl_runner.train import main
 
-    interrupts_raise()
-    main()
+    main()  # it lets Ctrl-C raise once the config is checked and the training modules are imported
 
 
 def evaluate() -> None:

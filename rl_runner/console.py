@@ -29,6 +29,12 @@ def interrupts_raise() -> None:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def stop_interrupted(program: str) -> NoReturn:
+    """A Ctrl-C the program did not handle itself: the same line as one during the imports, exit code 130."""
+    print(f"{program}: interrupted", file=sys.stderr)
+    sys.exit(130)
+
+
 def fail(program: str, message: str, code: int = 2) -> NoReturn:
     """``<program>: error: <message>`` on stderr, then exit with ``code``."""
     print(f"{program}: error: {message}", file=sys.stderr)

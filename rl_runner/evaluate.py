@@ -19,7 +19,7 @@ from pathlib import Path
 
 from rl_runner.checkpoint import resolve_checkpoint
 from rl_runner.config import run_config
-from rl_runner.console import fail
+from rl_runner.console import fail, stop_interrupted
 from rl_runner.errors import describe_os_error, expected_errors
 from rl_runner.registry import runner_entry, runner_function
 from rl_runner.runtime import resolve_device
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     except expected_errors() as error:
         fail(PROGRAM, str(error))
     except KeyboardInterrupt:
-        fail(PROGRAM, "interrupted", code=130)
+        stop_interrupted(PROGRAM)
     for line in result["report"].splitlines():
         print(f"{PROGRAM}: {line}")
 

@@ -19,6 +19,24 @@ def write_atomically(path: Path, text: str) -> None:
         raise OSError(error.errno, f"cannot write {path.name} ({error.strerror})", str(path)) from error
 
 
+def overwrite_in_place(path: Path, text: str) -> bool:
+    """``text`` written over the bytes ``path`` holds, for a disk too full for ``write_atomically``'s temporary
+    copy: bytes a file already has need no new blocks (on a filesystem that does not copy on write). Not atomic,
+    so only the last resort; False, with nothing written, when ``text`` is longer than the file or there is none."""
+    data = text.encode()
+    try:
+        if len(data) > path.stat().st_size:
+            return False
+    except FileNotFoundError:
+        return False
+    with open(path, "r+b") as file:
+        file.write(data)
+        file.truncate()
+        file.flush()
+        os.fsync(file.fileno())
+    return True
+
+
 def write_json(path: Path, content: Any) -> None:
     """``content`` as indented JSON, written atomically."""
     write_atomically(path, json.dumps(content, indent=2) + "\n")

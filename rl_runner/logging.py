@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import math
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.summary.writer.event_file_writer import _AsyncWriterThread
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from tqdm import tqdm
 
+from rl_runner.dotted import flatten_config
 from rl_runner.errors import NonFiniteLossError
 
 
@@ -72,11 +77,39 @@ class Video:
     fps: int
 
 
+def _quiet_event_writer_failures(args: threading.ExceptHookArgs) -> None:
+    """TensorBoard writes events from a thread of its own, whose failure (a full disk) would print a traceback;
+    the writer raises the same error in the training thread at its next call, and RunLogger reports it there."""
+    if isinstance(args.thread, _AsyncWriterThread) and isinstance(args.exc_value, OSError):
+        return
+    _PREVIOUS_THREAD_EXCEPTHOOK(args)
+
+
+_PREVIOUS_THREAD_EXCEPTHOOK = threading.excepthook
+threading.excepthook = _quiet_event_writer_failures
+
+
+@contextlib.contextmanager
+def _naming(log_dir: Path) -> Iterator[None]:
+    """An error of TensorBoard's event writer names no file: name the run's event folder."""
+    try:
+        yield
+    except OSError as error:
+        if error.filename:
+            raise
+        raise OSError(
+            error.errno, f"cannot write TensorBoard events ({error.strerror or error})", str(log_dir)
+        ) from error
+
+
 class RunLogger:
     def __init__(self, log_dir: Path, total_steps: int, start_step: int, show_progress: bool) -> None:
+        self.log_dir = log_dir
+        self.closed = False
         # purge_step drops events a previous attempt wrote after its last checkpoint, so a resumed
         # curve has no duplicated steps
-        self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step else None)
+        with _naming(log_dir):
+            self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step else None)
         self.bar = (
             tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True, file=sys.stdout)
             if show_progress and sys.stdout.isatty()
@@ -84,19 +117,22 @@ class RunLogger:
         )
 
     def scalars(self, values: Mapping[str, float], step: int) -> None:
-        for tag, value in values.items():
-            self.writer.add_scalar(tag, value, step)
+        with _naming(self.log_dir):
+            for tag, value in values.items():
+                self.writer.add_scalar(tag, value, step)
 
     def images(self, values: Mapping[str, np.ndarray], step: int) -> None:
         """[H, W, 3] uint8 figures."""
-        for tag, value in values.items():
-            self.writer.add_image(tag, value, step, dataformats="HWC")
+        with _naming(self.log_dir):
+            for tag, value in values.items():
+                self.writer.add_image(tag, value, step, dataformats="HWC")
 
     def videos(self, values: Mapping[str, Video], step: int) -> None:
         """Clips as the animated GIFs TensorBoard's image tab plays (``add_video`` needs moviepy 1, which the
         pinned packages exclude)."""
-        for tag, video in values.items():
-            self.writer._get_file_writer().add_summary(video_summary(tag, video.frames, video.fps), step)
+        with _naming(self.log_dir):
+            for tag, video in values.items():
+                self.writer._get_file_writer().add_summary(video_summary(tag, video.frames, video.fps), step)
 
     def advance(self, steps: int, summary: Mapping[str, float] | None = None) -> None:
         if self.bar is None:
@@ -113,16 +149,28 @@ class RunLogger:
         # into this writer's own event file: add_hparams would open a second writer whose file, created in the
         # same second, can sort before this one's, so that a resumed run's purge would drop the final metrics
         experiment, session_start, session_end = hparams_summaries(flat, metrics)
-        file_writer = self.writer._get_file_writer()
-        for summary in (experiment, session_start, session_end):
-            file_writer.add_summary(summary, step)
+        with _naming(self.log_dir):
+            file_writer = self.writer._get_file_writer()
+            for summary in (experiment, session_start, session_end):
+                file_writer.add_summary(summary, step)
         self.scalars(metrics, step)
 
-    def close(self) -> None:
+    def close(self, quietly: bool = False) -> None:
+        """Flush and close the events; ``quietly`` (the run is ending with an error of its own): a failure to do so
+        is only logged."""
+        if self.closed:
+            return
+        self.closed = True
         if self.bar is not None:
             self.bar.close()
-        self.writer.flush()
-        self.writer.close()
+        try:
+            with _naming(self.log_dir):
+                self.writer.flush()
+                self.writer.close()
+        except OSError as error:
+            if not quietly:
+                raise
+            logging.getLogger(__name__).warning("%s: %s", error.filename, error.strerror)
 
 
 def video_summary(tag: str, frames: np.ndarray, fps: int) -> Summary:
@@ -145,16 +193,3 @@ def read_scalars(tb_dir: Path) -> dict[str, list[tuple[int, float]]]:
     accumulator = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0})
     accumulator.Reload()
     return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
-
-
-def flatten_config(cfg: DictConfig) -> dict[str, float | int | str | bool]:
-    """Dotted keys with values TensorBoard's HParams tab accepts (lists and nulls become strings)."""
-    flat = flatten_container(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
-    return {key: "None" if value is None else value for key, value in flat.items()}
-
-
-def flatten_container(node: object, prefix: str = "") -> dict[str, Any]:
-    """A nested dict as ``{dotted key: value}``: scalars and None as they are, anything else (a list) as a string."""
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in flatten_container(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node if node is None or isinstance(node, (bool, int, float, str)) else str(node)}

@@ -11,6 +11,10 @@ keys that differ between them (seeds are what a group averages over), and writes
   the best value and, with ``--threshold``, the steps each seed took to reach it;
 * with ``--tensorboard``, ``tb/<group>/``: the seed-averaged curves as TensorBoard runs.
 
+A run that cannot be shown (it logged no events, as a sweep's job that failed at its start, none of the tag, or
+nothing readable) is left out with a warning naming it, its ``run.json`` status and error and what it lacks, and
+``results.md`` lists it under "Left out".
+
 Scalars are read as TensorBoard shows them: a resumed run's later event files purge the steps the previous
 attempt logged after its last checkpoint.
 """
@@ -33,10 +37,12 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from rl_runner.console import fail
+from rl_runner.dotted import flatten_container
 from rl_runner.errors import describe_os_error
-from rl_runner.logging import flatten_container, read_scalars
-from rl_runner.runners.record import read_record
-from rl_runner.sweep import short_names
+from rl_runner.files import read_json
+from rl_runner.logging import read_scalars
+from rl_runner.runners.record import RECORD_NAME, read_record
+from rl_runner.sweep import LAUNCH_FILE, short_names
 
 PROGRAM = "rl-plot"
 DEFAULT_TAG = "eval/return_mean"
@@ -94,9 +100,49 @@ class Run:
         return metric, direction
 
 
-def find_runs(dirs: Sequence[Path | str], exclude: Path | None = None) -> list[Run]:
+@dataclass
+class Skipped:
+    """A run rl-plot leaves out: ``name`` (its path below the directory it was found under), what the plot lacks
+    (``reason``), and how it ended by its ``run.json`` (``status``: ``failed``, ``diverged``, ``interrupted``, ...;
+    ``unknown`` without one, ``not started`` for a sweep's job that never began) with its ``error``."""
+
+    path: Path
+    name: str
+    reason: str
+    status: str
+    error: str | None = None
+
+    def why(self) -> str:
+        ended = ""
+        if self.status not in ("finished", "unknown"):  # how it ended is the news, when it did not finish
+            ended = f"{self.status} ({self.error}), " if self.error else f"{self.status}, "
+        return ended + self.reason
+
+
+def leave_out(skipped: list[Skipped] | None, run_dir: Path, reason: str, root: Path | None = None) -> None:
+    """Warn that ``run_dir`` is left out and why, and add it to ``skipped`` (for the table) if given."""
+    record = read_record(run_dir)
+    status, error = str(record.get("status", "unknown")), record.get("error")
+    if not record and (run_dir / ".hydra").is_dir() and not _event_files(run_dir / "tb"):
+        # a sweep's job that ended before its run began (its launch marker has the error), or never began
+        marker = read_json(run_dir / LAUNCH_FILE)
+        status, error = ("failed", marker["error"]) if marker.get("error") else ("not started", None)
+    if root is None or run_dir == root or root not in run_dir.parents:
+        name = str(run_dir)
+    else:
+        name = str(run_dir.relative_to(root))
+    entry = Skipped(run_dir, name, reason, status, " ".join(str(error).split()) if error else None)
+    warn(f"{run_dir}: {entry.why()}; skipped")
+    if skipped is not None:
+        skipped.append(entry)
+
+
+def find_runs(
+    dirs: Sequence[Path | str], exclude: Path | None = None, skipped: list[Skipped] | None = None
+) -> list[Run]:
     """Every run under ``dirs`` (each a run directory or any directory above runs), read; ``exclude`` (the
-    output directory) is not searched. Unreadable runs are skipped with a warning; no runs at all is an error."""
+    output directory) is not searched. Runs that cannot be shown (no event files, none readable) are skipped with
+    a warning, and added to ``skipped`` if given; no runs at all is an error."""
     roots = [Path(d) for d in dirs]
     for root in roots:
         if not root.exists():
@@ -106,11 +152,14 @@ def find_runs(dirs: Sequence[Path | str], exclude: Path | None = None) -> list[R
     seen: set[Path] = set()
     runs = []
     for root in roots:
-        for run_dir in _run_dirs(root, exclude):
+        for run_dir, logged in _run_dirs(root, exclude):
             if run_dir.resolve() in seen:  # overlapping arguments (a sweep and one of its jobs)
                 continue
             seen.add(run_dir.resolve())
-            run = read_run(run_dir)
+            if not logged:
+                leave_out(skipped, run_dir, "no event files", root)
+                continue
+            run = read_run(run_dir, skipped, root)
             if run is not None:
                 runs.append(run)
     if not runs:
@@ -118,25 +167,36 @@ def find_runs(dirs: Sequence[Path | str], exclude: Path | None = None) -> list[R
     return runs
 
 
-def _run_dirs(root: Path, exclude: Path | None) -> Iterator[Path]:
+def _run_dirs(root: Path, exclude: Path | None) -> list[tuple[Path, bool]]:
+    """The runs under ``root``, each with whether it has event files. A run that logged none is one with a
+    ``run.json`` (a job that failed at its start), or a sweep's job directory (``.hydra/``) with no run below it
+    (one that never began); a job of several seeds keeps its runs in ``seed_N/`` below it."""
     excluded = exclude.resolve() if exclude is not None else None
+    found: list[tuple[Path, bool]] = []
+    quiet: list[Path] = []  # no event files: a run only if no run is below it (a job's seed_N/ runs are)
     for directory, subdirs, _ in os.walk(root):
         path = Path(directory)
         if excluded is not None and path.resolve() == excluded:
             subdirs.clear()
             continue
         if _event_files(path / "tb"):
-            yield path
+            found.append((path, True))
+        elif (path / RECORD_NAME).is_file() or (path / ".hydra").is_dir():
+            quiet.append(path)
         # what a run keeps besides nested runs: large, and never holding a run
         subdirs[:] = sorted(d for d in subdirs if d not in ("tb", "checkpoints", ".hydra"))
+    below = [path for path, _ in found] + quiet
+    found += [(path, False) for path in quiet if not any(path in other.parents for other in below)]
+    return sorted(found, key=lambda item: item[0].parts)  # the order os.walk found them in
 
 
 def _event_files(tb_dir: Path) -> list[Path]:
     return sorted(p for p in tb_dir.glob("events.out.tfevents.*") if p.is_file()) if tb_dir.is_dir() else []
 
 
-def read_run(run_dir: Path) -> Run | None:
-    """A run's scalars, config and record; ``None`` (with a warning) when none of its scalars can be read."""
+def read_run(run_dir: Path, skipped: list[Skipped] | None = None, root: Path | None = None) -> Run | None:
+    """A run's scalars, config and record; ``None`` (with a warning, and added to ``skipped`` if given) when none
+    of its scalars can be read."""
     for events in _event_files(run_dir / "tb"):
         if events.stat().st_size and not _readable(events):
             warn(f"{events}: not a readable TensorBoard event file; skipped")
@@ -144,10 +204,10 @@ def read_run(run_dir: Path) -> Run | None:
         with _quiet_tensorboard():
             scalars = read_scalars(run_dir / "tb")
     except Exception as error:  # tensorboard raises all sorts on damaged files; one bad run must not stop a plot
-        warn(f"{run_dir}: cannot read its events ({type(error).__name__}: {error}); skipped")
+        leave_out(skipped, run_dir, f"cannot read its events ({type(error).__name__}: {error})", root)
         return None
     if not scalars:
-        warn(f"{run_dir}: no scalars in its event files (empty or corrupt); skipped")
+        leave_out(skipped, run_dir, "no scalars in its event files (empty or corrupt)", root)
         return None
     return Run(run_dir, scalars, read_config(run_dir), read_record(run_dir))
 
@@ -190,7 +250,7 @@ def read_config(run_dir: Path) -> dict[str, Any] | None:
 
 
 def flatten(config_file: Path) -> dict[str, Any]:
-    """A config file as ``{dotted key: value}``, lists as strings (as ``rl_runner.logging.flatten_config``)."""
+    """A config file as ``{dotted key: value}``, lists as strings (as ``rl_runner.dotted.flatten_config``)."""
     import rl_runner.config.store  # noqa: F401  (registers the resolvers a run's config may use, e.g. ${sum:...})
 
     cfg = OmegaConf.load(config_file)
@@ -261,14 +321,22 @@ def choose_tag(runs: Sequence[Run], tag: str | None) -> str:
     raise PlotError(f"no run logged {tried}; tags: {', '.join(available)}")
 
 
-def with_tag(groups: dict[str, list[Run]], tag: str) -> dict[str, list[Run]]:
-    """The groups with only the runs that logged ``tag`` (the others named in a warning); empty groups go."""
+def with_tag(
+    groups: dict[str, list[Run]], tag: str, skipped: list[Skipped] | None = None, roots: Sequence[Path] = ()
+) -> dict[str, list[Run]]:
+    """The groups with only the runs that logged finite values of ``tag`` (the others named in a warning, and
+    added to ``skipped`` if given); empty groups go."""
     kept = {}
     for label, runs in groups.items():
+        logged = []
         for run in runs:
+            root = next((root for root in roots if root == run.path or root in run.path.parents), None)
             if tag not in run.scalars:
-                warn(f"{run.path}: no {tag}; left out")
-        logged = [run for run in runs if tag in run.scalars]
+                leave_out(skipped, run.path, f"no {tag}", root)
+            elif not len(series(run, tag)[0]):  # a run that diverged at once logs only NaN
+                leave_out(skipped, run.path, f"no finite {tag}", root)
+            else:
+                logged.append(run)
         if logged:
             kept[label] = logged
     return kept
@@ -492,8 +560,8 @@ def format_number(value: float | None) -> str:
     return f"{value:.4g}" if decimals > 6 else f"{value:.{max(decimals, 0)}f}"
 
 
-def write_markdown(rows: Sequence[Row], tag: str, direction: str, path: Path) -> Path:
-    """The table as Markdown, with what each column means."""
+def write_markdown(rows: Sequence[Row], tag: str, direction: str, path: Path, skipped: Sequence[Skipped] = ()) -> Path:
+    """The table as Markdown, with what each column means, and the runs left out with why."""
     better = "higher" if direction == "max" else "lower"
     threshold = rows[0].threshold if rows else None
     lines = [
@@ -521,6 +589,21 @@ def write_markdown(rows: Sequence[Row], tag: str, direction: str, path: Path) ->
             steps = f"{row.steps_to_threshold:.0f}" if row.steps_to_threshold is not None else "–"
             cells.append(f"{steps} ({row.reached}/{row.runs} reached)")
         lines.append("| " + " | ".join(cells) + " |")
+    if skipped:
+        lines += [
+            "",
+            "## Left out",
+            "",
+            f"{len(skipped)} run{'s' if len(skipped) != 1 else ''} in no row above: how each ended (`run.json`) and "
+            "what the plot lacks.",
+            "",
+            "| run | status | why |",
+            "| --- | --- | --- |",
+        ]
+        for entry in skipped:
+            why = f"{entry.error}; {entry.reason}" if entry.error else entry.reason
+            cells = [cell.replace("|", "\\|") for cell in (entry.name, entry.status, why)]
+            lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -648,9 +731,10 @@ def parser() -> argparse.ArgumentParser:
 def plot_runs(args: argparse.Namespace) -> list[Path]:
     """Everything ``rl-plot`` does for parsed arguments; returns the paths written."""
     out = args.out if args.out is not None else (args.dirs[0] / "plots" if len(args.dirs) == 1 else Path("plots"))
-    runs = find_runs(args.dirs, exclude=out)
+    skipped: list[Skipped] = []
+    runs = find_runs(args.dirs, exclude=out, skipped=skipped)
     tag = choose_tag(runs, args.tag)
-    groups = with_tag(group_runs(runs), tag)
+    groups = with_tag(group_runs(runs), tag, skipped, args.dirs)
     direction = "min" if args.minimize else objective_direction(runs, tag)
     rows = summarise(groups, tag, args.threshold, direction)
     if not rows:
@@ -660,7 +744,7 @@ def plot_runs(args: argparse.Namespace) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [
         plot_curves(curves, tag, out, args.band),
-        write_markdown(rows, tag, direction, out / "results.md"),
+        write_markdown(rows, tag, direction, out / "results.md", skipped),
         write_csv(rows, out / "results.csv"),
     ]
     if args.tensorboard:

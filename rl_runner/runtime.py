@@ -71,7 +71,7 @@ def restore_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-# SIGUSR2: what SLURM sends (through submitit) before a time limit or a preemption; rl_runner.train hands it on to
+# SIGUSR2: what SLURM sends (through submitit) before a time limit or a preemption; rl_runner.training hands it on to
 # submitit's requeue handler once the checkpoint is written
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)
 

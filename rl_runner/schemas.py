@@ -30,6 +30,7 @@ from rl_runner.choices import (
     MatmulPrecision,
     Norm,
     RecurrentCell,
+    Refill,
     Scaling,
     Scoring,
     SequenceReplay,
@@ -97,6 +98,16 @@ class PixelNetConfig:
     hidden: int = positive()  # units of the head's hidden layer
     init: Init = MISSING
     activation: Activation = MISSING
+
+    @staticmethod
+    def feature_map(height: int, width: int, kernels: List[int], strides: List[int]) -> tuple[int, int] | None:
+        """The height and width these conv layers leave of an image (no padding), or None where a kernel is larger
+        than what the layers before it left."""
+        for kernel, stride in zip(kernels, strides):
+            if kernel > height or kernel > width:
+                return None
+            height, width = (height - kernel) // stride + 1, (width - kernel) // stride + 1
+        return height, width
 
     @staticmethod
     def problems(node: Any) -> list[str]:
@@ -283,8 +294,9 @@ class AnoGANConfig(DatasetAgentConfig):
 # ------------------------------------------------------------------------------------------- env and data
 @dataclass
 class EnvConfig:
-    id: str = MISSING  # gymnasium id
-    action_space: ActionSpace = MISSING  # declared so an impossible agent x env pair fails before a run starts
+    id: str = MISSING  # a gymnasium id, <module>:<id> (imports the module first) or <module>:<Class>
+    imports: List[str] = field(default_factory=list)  # modules imported before the env is made (they register it)
+    action_space: Optional[ActionSpace] = None  # optional: the env's own space decides; one written here is checked
     num_envs: int = positive()
     max_episode_steps: Optional[int] = optional_at_least(1)  # null keeps the env's registered limit
     # observation/action wrappers applied in order, name -> keyword arguments (rl_runner/envs/wrappers.py)
@@ -352,6 +364,7 @@ class CheckpointConfig:
     keep: int = at_least(0)  # newest checkpoints kept; 0 keeps all
     save_replay: bool = MISSING
     best: bool = MISSING  # also keep checkpoints/best: the one with the best objective at an evaluation
+    refill: Refill = MISSING  # what acts while a resume without the saved replay refills it
 
 
 def _optional_positive(default: Any = MISSING) -> Any:

@@ -6,7 +6,7 @@ A job directory is ``<job number>_<the swept values>`` (``3_tau=0.01_seed=1``): 
 overrides that stay the same across the sweep (``hydra.job.config.override_dirname.exclude_keys``) and the
 ``job_name`` resolver keeps the rest, keys shortened to their last part where that stays unambiguous. The names
 are a function of the command line, so running the same sweep again finds the same directories: finished jobs
-are skipped and interrupted ones resumed (``rl_runner.train``).
+are skipped and interrupted ones resumed (``rl_runner.training``).
 """
 
 from __future__ import annotations
@@ -171,13 +171,14 @@ def hand_on_preemption() -> None:
 
 
 def run_sweep_job(cfg: DictConfig, train: Callable[..., dict]) -> float | None:
-    """One job of ``rl-train -m``, trained by ``train(cfg, job_dir, continue_existing=True)`` (``rl_runner.train``): a
-    failure is recorded (``run.json``) and reported in one line, and the sweep goes on; the return value is the
-    objective for a sweeper (None, which Optuna records as a failed trial, when there is none). A job stopped by a
-    signal asks the sweep to start no more jobs."""
+    """One job of ``rl-train -m``, trained by ``train(cfg, job_dir, continue_existing=True)``
+    (``rl_runner.training``): a failure is recorded (``run.json``) and reported in one line, and the sweep goes on;
+    the return value is the objective for a sweeper (None, which Optuna records as a failed trial, when there is
+    none). A job stopped by a signal asks the sweep to start no more jobs."""
     hydra = HydraConfig.get()
     job_dir, sweep_dir = Path(hydra.runtime.output_dir), Path(str(hydra.sweep.dir))
     label = f"job {job_dir.name}"
+    guard_parallel_worker(sweep_dir)  # before the stop check, so that no stop signal falls between the two
     mark_launched(job_dir)
     if stop_requested(sweep_dir):
         print(f"{PROGRAM}: {label} not started: the sweep was stopped", file=sys.stderr)
@@ -214,6 +215,7 @@ def run_sweep_job(cfg: DictConfig, train: Callable[..., dict]) -> float | None:
 # its directory with the launch it belongs to, so that the summary speaks of this launch only. The id reaches the
 # jobs through the environment, which joblib's workers and submitit's jobs inherit from the launching process.
 LAUNCH_VARIABLE = "RL_RUNNER_SWEEP_LAUNCH"
+LAUNCHER_PROCESS_VARIABLE = "RL_RUNNER_SWEEP_PROCESS"  # rl-train's pid: a job in another process is a worker's
 LAUNCH_FILE = ".launch"
 STOP_FILE = ".stop-requested"  # in the sweep directory: a signal stopped the sweep, start no more jobs
 
@@ -234,22 +236,79 @@ def stop_requested(sweep_dir: Path) -> bool:
     return (sweep_dir / STOP_FILE).exists()
 
 
+# Ctrl-C reaches every process of the terminal's group at once, and rl-train passes a stop signal on to joblib's
+# workers as SIGTERM. A worker outside a run has no handler of its own for either: Python's default SIGTERM kills
+# it (loky then raises TerminatedWorkerError for the whole sweep) and SIGINT raises KeyboardInterrupt into
+# whatever it does. Under load rl-train's own handler can run after a worker has already stopped its job, so a
+# worker between runs does get these signals: from its first job on, it handles them itself (guard_parallel_worker),
+# and rl-train signals only workers that do. One that has run no job yet (more workers than jobs) still has Python's
+# defaults: a Ctrl-C then breaks loky's pool, which kills the other workers (their runs resume from their last
+# checkpoint), and rl-train still ends as a stopped sweep (SweepSummary.end_stopped_launch).
+_guarded_sweep: Path | None = None  # in a worker of joblib's launcher: the sweep of the job it runs or ran last
+
+
+def in_parallel_worker() -> bool:
+    """Whether this job runs in a worker process of joblib's launcher (with ``n_jobs=1`` joblib runs the jobs in
+    rl-train's own process, whose handlers are SweepSummary's)."""
+    launcher = str(HydraConfig.get().launcher.get("_target_", ""))
+    launching = os.environ.get(LAUNCHER_PROCESS_VARIABLE)
+    return "joblib" in launcher and launching is not None and launching != str(os.getpid())
+
+
+def guard_parallel_worker(sweep_dir: Path) -> None:
+    """In a worker of joblib's launcher, a stop signal outside a run asks the sweep to stop and ends nothing: the
+    worker survives to tell rl-train how its job ended, and starts no other. A run's own handlers take over while it
+    runs (rl_runner.runtime.StopSignals) and put these back after it."""
+    global _guarded_sweep
+    if not in_parallel_worker():
+        return
+    _guarded_sweep = sweep_dir
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, _stop_between_runs)
+
+
+def _stop_between_runs(number: int, frame: FrameType | None) -> None:
+    # no KeyboardInterrupt even on a second Ctrl-C: rl-train itself aborts then, and ends its workers
+    try:
+        if _guarded_sweep is not None:
+            request_stop(_guarded_sweep)
+    except OSError:  # raised here it would break the worker all the same; rl-train writes the stop file too
+        pass
+
+
+def handles_signal(pid: int, number: int) -> bool | None:
+    """Whether process ``pid`` has a handler of its own for signal ``number`` (Linux's ``/proc/<pid>/status``);
+    None where that cannot be told."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    caught = next((line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:")), None)
+    return None if caught is None else bool(int(caught, 16) >> (number - 1) & 1)
+
+
 def stop_parallel_jobs() -> int:
     """SIGTERM to the worker processes of joblib's launcher, so that a signal to the launching process alone (a
     `kill`, a container stop) stops the running jobs with a checkpoint too; after Ctrl-C, which the workers got
-    already, it changes nothing (a run's first stop signal decides). Returns how many workers were signalled."""
+    already, it changes nothing (a run's first stop signal decides). A worker that has not started a job yet has no
+    handler for SIGTERM, which would kill it: it is left alone and finds the stop requested when it starts one.
+    Returns how many workers were signalled."""
     try:
         from joblib.externals.loky import reusable_executor  # the executor Hydra's joblib launcher runs jobs on
     except ImportError:
         return 0
     executor = reusable_executor._executor
     workers = list(getattr(executor, "_processes", {}).values()) if executor is not None else []
+    told = 0
     for worker in workers:
+        if handles_signal(worker.pid, signal.SIGTERM) is False:
+            continue
         try:
             os.kill(worker.pid, signal.SIGTERM)
+            told += 1
         except OSError:  # it ended meanwhile
             pass
-    return len(workers)
+    return told
 
 
 # ------------------------------------------------------------------------------------------- the summary
@@ -315,6 +374,7 @@ class SweepSummary(Callback):
     ends: one line on how its runs ended, kept for ``rl-train``'s exit status."""
 
     last: SweepOutcome | None = None
+    current: SweepSummary | None = None  # the sweep this process launched, until it has ended
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -322,20 +382,50 @@ class SweepSummary(Callback):
         (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
         self.launch = uuid.uuid4().hex
         os.environ[LAUNCH_VARIABLE] = self.launch
+        os.environ[LAUNCHER_PROCESS_VARIABLE] = str(os.getpid())
+        # whether this process got a stop signal: the stop file says nothing of that, jobs in joblib's workers write
+        # it too (a worker that stopped before this process's handler ran, under load)
+        self.signalled = self.aborted = False
+        self.full_error = os.environ.get("HYDRA_FULL_ERROR")
         self.previous = {number: signal.signal(number, self._stop) for number in (signal.SIGINT, signal.SIGTERM)}
+        SweepSummary.current = self
 
     def _stop(self, number: int, frame: FrameType | None) -> None:
-        if stop_requested(self.sweep_dir):
+        if self.signalled:
+            self.aborted = True
             raise KeyboardInterrupt
+        self.signalled = True
+        # joblib may still fail the launch (a worker that had not started a job yet dies of the Ctrl-C): Hydra is
+        # to pass that on, not print it, so that rl-train ends as a stopped sweep (end_stopped_launch)
+        os.environ["HYDRA_FULL_ERROR"] = "1"
         request_stop(self.sweep_dir)
         told = stop_parallel_jobs()
         jobs = f"the jobs of {told} worker processes checkpoint and stop" if told else "no new job starts"
         print(f"rl-train: stopping the sweep: {jobs} (a second {signal.Signals(number).name} aborts)", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        self._end()
+
+    def _end(self) -> None:
         for number, handler in self.previous.items():
             signal.signal(number, handler)
+        if self.full_error is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = self.full_error
+        SweepSummary.current = None
         outcome = sweep_outcome(self.sweep_dir, self.launch)
         (self.sweep_dir / STOP_FILE).unlink(missing_ok=True)
         SweepSummary.last = outcome
         print(f"rl-train: {outcome.line()}", flush=True)
+
+    @classmethod
+    def end_stopped_launch(cls) -> bool:
+        """For rl-train, when the launch raised: True, after the summary line, if a first stop signal had asked the
+        sweep to stop (the error is how joblib's workers ended, and the jobs say in run.json how far they got);
+        False for any other failure, or when a second signal aborted."""
+        summary = cls.current
+        if summary is None or not summary.signalled or summary.aborted:
+            return False
+        summary._end()
+        return True

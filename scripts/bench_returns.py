@@ -24,7 +24,7 @@ def run_seed(seed: int, steps: int, out: Path, extra: list[str]) -> Path:
     from hydra import compose, initialize_config_dir
 
     from rl_runner.config import CONF_DIR
-    from rl_runner.train import train
+    from rl_runner.training import train
 
     overrides = [
         "agent=ddpg",

@@ -34,7 +34,7 @@ def rl_runner_sps(steps: int, warmup: int, device: str, precision: str, compile_
 
     from rl_runner.config import CONF_DIR
     from rl_runner.logging import read_scalars
-    from rl_runner.train import train
+    from rl_runner.training import train
 
     overrides = [
         "agent=ddpg",

@@ -16,7 +16,7 @@ from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.config import compose_config
 from rl_runner.evaluate import evaluate_run
 from rl_runner.logging import read_scalars
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import assert_same_state, interrupt_at
 
 SPEED_TAGS = ("sps", "per_second")  # wall-clock speeds: the only scalars allowed to differ

@@ -16,7 +16,7 @@ from rl_runner.checkpoint import load_state
 from rl_runner.config import compose_config
 from rl_runner.evaluate import evaluate_run
 from rl_runner.runners.env_loop import EVAL_SEED_OFFSET
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import TINY, TINY_DATA, write_series
 
 DDPG = [*TINY, "env=pendulum"]  # checkpoints at steps 150 and 300

@@ -1,14 +1,18 @@
 """Checkpoint files (rl_runner/checkpoint.py): save then load, layer-size mismatches and corrupt files named,
-replacing and keeping checkpoints, and a kill during a write."""
+replacing and keeping checkpoints, a kill during a write, and a disk that fills up during one."""
 
 from __future__ import annotations
 
+import errno
+import io
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import pytest
@@ -21,8 +25,9 @@ from rl_runner.checkpoint import (
     load_into,
     load_state,
     save_checkpoint,
+    write_checkpoint,
 )
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import REPO_ROOT, assert_same_state, make_agent
 
 
@@ -96,3 +101,58 @@ def test_kill_during_checkpoint_write_leaves_the_previous_one_loadable(tmp_path:
         assert latest.name == f"step_{step:012d}"
         for name in ("actor", "critic"):
             assert torch.all(load_state(latest, name)["w"] == float(step))
+
+
+def open_on_full_disk(real_open: Callable[..., Any], room: int, where: Callable[[Path], bool]) -> Callable[..., Any]:
+    """``open`` for a disk with ``room`` bytes left to the binary files written where ``where(path)``: as the
+    kernel does, a write past them writes what fits, and the next one raises ENOSPC. Other files open as usual."""
+    left = [room]
+
+    class FullDisk(io.FileIO):
+        def write(self, data: Any) -> int:
+            if not left[0]:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            written = super().write(memoryview(data).cast("B")[: left[0]])
+            left[0] -= written
+            return written
+
+    def opened(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
+        if "w" in mode and "b" in mode and where(Path(file)):
+            return io.BufferedWriter(FullDisk(file, "wb"))
+        return real_open(file, mode, *args, **kwargs)
+
+    return opened
+
+
+def test_a_full_disk_in_any_state_file_names_the_cause_and_the_latest_good_checkpoint(
+    tiny_config, one_thread, tmp_path: Path, monkeypatch
+) -> None:
+    """Torch's zip writer turned a failed write into "RuntimeError: [enforce fail at inline_container.cc:672]
+    unexpected pos 64 vs 0", which hid the full disk and left the temporary directory holding its space."""
+    import builtins
+
+    cfg = tiny_config("agent=rainbow", "env=cartpole", "total_steps=150", "eval.every=0", "checkpoint.save_replay=true")
+    train(cfg, run_dir=tmp_path / "run")
+    root = tmp_path / "run" / "checkpoints"
+    good = latest_checkpoint(root)
+    names = sorted(path.stem for path in good.glob("*.pt"))
+    assert {"online", "optimizer", "replay", "progress"} <= set(names)  # every file of a checkpoint, replay too
+    states = {name: load_state(good, name) for name in names}
+    sizes = {name: (good / f"{name}.pt").stat().st_size for name in names}
+    for name in names:
+        # none of it, torch's first record, a write buffer, half the file
+        for room in sorted(room for room in {0, 64, 8192, sizes[name] // 2} if room < sizes[name]):
+            full = open_on_full_disk(builtins.open, room, lambda path: path.name == f"{name}.pt")
+            monkeypatch.setattr(builtins, "open", full)
+            with pytest.raises(CheckpointError) as failed:
+                write_checkpoint(root / "step_000000000300", states)
+            monkeypatch.undo()
+            assert str(failed.value) == (
+                f"cannot write checkpoint {root / 'step_000000000300'} ({name}.pt): No space left on device; "
+                f"the latest good checkpoint is {good}"
+            ), (name, room)
+            assert not list(root.glob(".tmp-*")), (name, room)  # its space is free again
+            assert list_checkpoints(root) == [good], (name, room)
+    assert_same_state(load_state(good, "replay"), states["replay"])
+    write_checkpoint(root / "step_000000000300", states)  # the same states on a disk with room
+    assert latest_checkpoint(root).name == "step_000000000300"

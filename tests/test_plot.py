@@ -329,6 +329,39 @@ def test_errors_are_one_line_and_exit_code_2(sweep, tmp_path: Path, capsys, argu
     assert len(lines) == (2 if message.startswith("rl-plot: error: argument") or not arguments else 1)  # + usage
 
 
+def test_the_runs_of_a_sweep_that_cannot_be_shown_are_listed_with_why(tmp_path: Path, capsys) -> None:
+    """A job that failed at its start (run.json says so, no events), one that diverged before its first evaluation
+    and one that never began are named on stderr and in results.md, not silently missing from the table."""
+    sweep = tmp_path / "sweep"
+    for seed in SEEDS[:2]:
+        write_run(sweep / f"{seed}_seed={seed}", {TAG: [(0, 1.0), (100, 3.0)]}, seed)
+    failed = write_run(sweep / "2_seed=2", None, seed=2, status="failed")
+    error = "ValueError: env.id='Nope-v0' could not be made: | not registered"
+    (failed / "run.json").write_text(json.dumps({**json.loads((failed / "run.json").read_text()), "error": error}))
+    diverged = write_run(sweep / "3_seed=3", {"train/episode_return": [(10, 1.0)]}, seed=3, status="diverged")
+    (diverged / "run.json").write_text(json.dumps({"status": "diverged", "error": "training diverged at step 10"}))
+    (sweep / "4_seed=4" / ".hydra").mkdir(parents=True)  # the sweep was stopped before this job began
+    out = tmp_path / "out"
+    code, _, stderr = run_main(capsys, str(sweep), "--out", str(out))
+    assert code == 0, stderr
+    assert stderr.splitlines() == [
+        f"rl-plot: warning: {failed}: failed ({error}), no event files; skipped",
+        f"rl-plot: warning: {sweep / '4_seed=4'}: not started, no event files; skipped",
+        f"rl-plot: warning: {diverged}: diverged (training diverged at step 10), no {TAG}; skipped",
+    ]
+    assert read_csv(out / "results.csv")["all runs"]["runs"] == "2"
+    markdown = (out / "results.md").read_text()
+    left_out = markdown.split("## Left out\n", 1)[1]
+    rows = [line for line in left_out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert rows == [
+        "| run | status | why |",
+        "| 2_seed=2 | failed | ValueError: env.id='Nope-v0' could not be made: \\| not registered; no event files |",
+        "| 4_seed=4 | not started | no event files |",
+        f"| 3_seed=3 | diverged | training diverged at step 10; no {TAG} |",
+    ]
+    assert "3 runs in no row above" in left_out
+
+
 def test_a_corrupt_event_file_is_skipped_with_a_warning(sweep, tmp_path: Path, capsys) -> None:
     good = write_run(tmp_path / "good", {TAG: [(0, 1.0), (100, 3.0)]}, seed=0)
     (good / "tb" / "events.out.tfevents.zzz").write_bytes(os.urandom(300))  # a damaged extra file: the run stays

@@ -16,7 +16,7 @@ import torch
 from rl_runner.checkpoint import latest_checkpoint
 from rl_runner.errors import RunLocked
 from rl_runner.runtime import RunLock, resolve_device
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import REPO_ROOT
 
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -27,12 +28,14 @@ from rl_runner.sweep import (
     SweepOutcome,
     constant_keys,
     device_for_job,
+    handles_signal,
     job_name,
     parallel_jobs,
+    stop_parallel_jobs,
     sweep_outcome,
     threads_per_job,
 )
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import REPO_ROOT, SMALL_PENDULUM, cli, run_eval
 
 # Pendulum jobs of a few hundred steps: every sweep below takes seconds per job
@@ -103,14 +106,20 @@ def test_parallel_sweep_has_short_job_names_events_hparams_and_plots(tmp_path: P
 
 def test_a_failing_job_is_recorded_the_sweep_goes_on_and_running_it_again_skips_finished_jobs(tmp_path: Path) -> None:
     sweep_dir = tmp_path / "sweep"
-    result = run_sweep("-m", "env.id=Nope-v0,Pendulum-v1", *SWEEP_JOB, f"hydra.sweep.dir={sweep_dir}")
+    result = run_sweep(
+        "-m", "env.id=tests.envs.broken:CrashesOnReset,Pendulum-v1", *SWEEP_JOB, f"hydra.sweep.dir={sweep_dir}"
+    )
     assert result.returncode == 1
-    failed, finished = sweep_dir / "0_id=Nope-v0", sweep_dir / "1_id=Pendulum-v1"
-    assert record(failed)["status"] == "failed" and "Nope-v0" in record(failed)["error"]
+    failed, finished = sweep_dir / "0_id=tests.envs.broken-CrashesOnReset", sweep_dir / "1_id=Pendulum-v1"
+    assert record(failed)["status"] == "failed" and "the simulator crashed on start" in record(failed)["error"]
     assert record(finished)["status"] == "finished"
-    assert "rl-train: job 0_id=Nope-v0 failed: env.id='Nope-v0'" in result.stderr
+    assert "rl-train: job 0_id=tests.envs.broken-CrashesOnReset failed: the simulator crashed" in result.stderr
     summary = [line for line in result.stdout.splitlines() if line.startswith("rl-train: sweep")]
-    assert len(summary) == 1 and "2 runs: 1 finished, 1 failed" in summary[0] and "0_id=Nope-v0" in summary[0]
+    assert (
+        len(summary) == 1
+        and "2 runs: 1 finished, 1 failed" in summary[0]
+        and "0_id=tests.envs.broken-CrashesOnReset" in summary[0]
+    )
 
     saved = (finished / ".hydra" / "overrides.yaml").read_text()
     again = run_sweep(f"resume={sweep_dir}", "log.every=25")  # run again, with a setting that changes nothing learned
@@ -122,7 +131,13 @@ def test_a_failing_job_is_recorded_the_sweep_goes_on_and_running_it_again_skips_
     assert "2 runs: 1 finished, 1 failed" in again.stdout
 
     # the same command with another shared value: the same job names, other settings; refused, never continued
-    other = run_sweep("-m", "env.id=Nope-v0,Pendulum-v1", *SWEEP_JOB, "agent.tau=0.5", f"hydra.sweep.dir={sweep_dir}")
+    other = run_sweep(
+        "-m",
+        "env.id=tests.envs.broken:CrashesOnReset,Pendulum-v1",
+        *SWEEP_JOB,
+        "agent.tau=0.5",
+        f"hydra.sweep.dir={sweep_dir}",
+    )
     assert other.returncode == 1
     assert "job 1_id=Pendulum-v1 failed" in other.stderr and "agent.tau=0.005 (now 0.5)" in other.stderr
     assert "2 runs: 0 finished, 2 failed" in other.stdout
@@ -131,35 +146,83 @@ def test_a_failing_job_is_recorded_the_sweep_goes_on_and_running_it_again_skips_
 
 @pytest.mark.parametrize(
     "launcher, stop",
-    [("basic", "ctrl-c"), ("joblib", "ctrl-c"), ("joblib", "kill")],
-    ids=["basic-ctrl-c", "joblib-ctrl-c", "joblib-sigterm-to-the-main-process"],
+    [("basic", "ctrl-c"), ("joblib", "ctrl-c"), ("joblib", "late-ctrl-c"), ("joblib", "kill")],
+    ids=["basic-ctrl-c", "joblib-ctrl-c", "joblib-ctrl-c-seen-late-by-rl-train", "joblib-sigterm-to-the-main-process"],
 )
 def test_an_interrupted_sweep_stops_and_running_it_again_resumes_it(tmp_path: Path, launcher: str, stop: str) -> None:
     """Ctrl-C reaches every process of the terminal's group; a `kill` reaches the main process only, which passes
-    it to joblib's workers. Either way the running jobs checkpoint and no new job starts."""
+    it to joblib's workers. Either way the running jobs checkpoint and no new job starts. On a loaded machine
+    rl-train's own process may handle the Ctrl-C only after the workers have stopped their jobs (late-ctrl-c: it is
+    held stopped until then), and then passes SIGTERM to workers that are between runs."""
     sweep_dir = tmp_path / "sweep"
     parallel = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"] if launcher == "joblib" else []
-    args = ["-m", *parallel, "seed=0,1,2", *SWEEP_JOB, "total_steps=5000", "checkpoint.every=100"]
+    args = ["-m", *parallel, "seed=0,1,2", *SWEEP_JOB, "total_steps=20000", "checkpoint.every=100"]
     args.append(f"hydra.sweep.dir={sweep_dir}")
     process = subprocess.Popen(
         cli(*args), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
     )
     running = [sweep_dir / "0_seed=0", *([sweep_dir / "1_seed=1"] if launcher == "joblib" else [])]
-    wait_for(lambda: all(any((job / "checkpoints").glob("step_*")) for job in running), process)
-    if stop == "ctrl-c":
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-    else:
-        process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
+    try:
+        wait_for(lambda: all(any((job / "checkpoints").glob("step_*")) for job in running), process)
+        if stop == "ctrl-c":
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        elif stop == "late-ctrl-c":
+            os.kill(process.pid, signal.SIGSTOP)
+            os.killpg(process.pid, signal.SIGINT)
+            wait_for(lambda: all(status(job) == "interrupted" for job in running), process)
+            os.kill(process.pid, signal.SIGCONT)  # its handler runs now, with every job stopped
+        else:
+            process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:  # a stop that did not work: no sweep left training or held stopped
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
     assert process.returncode == 130, stdout + stderr
-    assert f"continue with: rl-train resume={sweep_dir}" in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("rl-train: error:")]
+    assert errors == [f"rl-train: error: sweep stopped by a signal; continue with: rl-train resume={sweep_dir}"]
+    assert "Traceback" not in stderr, stderr
     assert all(record(job)["status"] == "interrupted" for job in running)
     assert not (sweep_dir / "2_seed=2" / "run.json").exists()  # the last job never started
 
+    # under load one job can start many steps after the other, and be stopped past total_steps=600
+    stopped_at = {job.name: record(job)["summary"]["step"] for job in running}
     again = run_sweep(f"resume={sweep_dir}", "total_steps=600")
     assert again.returncode == 0, again.stderr
     assert [a["status"] for a in record(running[0])["attempts"]] == ["interrupted", "finished"]
-    assert all(record(sweep_dir / f"{n}_seed={n}")["summary"]["step"] == 600 for n in range(3))
+    for job in (sweep_dir / f"{n}_seed={n}" for n in range(3)):
+        assert record(job)["summary"]["step"] == max(600, stopped_at.get(job.name, 0))
+
+
+def status(run_dir: Path) -> str | None:
+    try:
+        return record(run_dir)["status"]
+    except (OSError, ValueError):  # not written yet
+        return None
+
+
+def test_rl_train_passes_sigterm_only_to_workers_that_handle_it(monkeypatch) -> None:
+    """A joblib worker that has run no job yet would die of SIGTERM (and loky would then fail the whole sweep with
+    TerminatedWorkerError): it is left alone, and finds the stop requested when its job starts."""
+    from joblib.externals.loky import reusable_executor
+
+    sleeper = "import signal, sys, time\n{}print('ready', flush=True)\ntime.sleep(60)"
+    handler = "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"
+    bare, handling = (
+        subprocess.Popen([sys.executable, "-c", sleeper.format(code)], stdout=subprocess.PIPE, text=True)
+        for code in ("", handler)
+    )
+    try:
+        assert bare.stdout.readline() == handling.stdout.readline() == "ready\n"
+        assert handles_signal(bare.pid, signal.SIGTERM) is False and handles_signal(handling.pid, signal.SIGTERM)
+        monkeypatch.setattr(reusable_executor, "_executor", SimpleNamespace(_processes={1: bare, 2: handling}))
+        assert stop_parallel_jobs() == 1
+        assert handling.wait(timeout=30) == 3
+        assert bare.poll() is None
+    finally:
+        for process in (bare, handling):
+            process.kill()
+            process.wait()
 
 
 def wait_for(condition, process: subprocess.Popen, seconds: float = 120) -> None:
@@ -338,7 +401,7 @@ def test_every_search_space_names_real_keys_with_legal_values_and_the_objectives
     assert sweeper.direction == {"max": "maximize", "min": "minimize"}[cfg.agent.objective.direction.value]
     params = [f"{key}={value}" for key, value in sweeper.params.items()]
     assert len(params) >= 3
-    validate_overrides([*setting, *params])  # every key exists and both ends / every choice is legal
+    validate_overrides([*setting, *params], sources=False)  # every key exists, both ends / every choice is legal
 
 
 def test_a_sampled_value_out_of_bounds_fails_its_job_with_the_reason_in_run_json(tiny_config, tmp_path: Path) -> None:

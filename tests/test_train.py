@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from rl_runner.checkpoint import latest_checkpoint, load_state
-from rl_runner.config import ConfigError, validate_overrides
+from rl_runner.config import CheckedOverrides, ConfigError, validate_overrides
 from rl_runner.logging import read_scalars
 from tests.conftest import BREAKOUT, REPO_ROOT, TINY, cli, one_error_line, run_cli, run_eval, train_until_sigterm
 
 
 def test_values_are_checked_again_inside_the_job(tiny_config, tmp_path: Path) -> None:
     """A sweeper may sample values the command line never showed: train() checks what it is given."""
-    from rl_runner.train import train
+    from rl_runner.training import train
 
     with pytest.raises(ConfigError, match="agent.gamma=2.0 must be in"):
         train(tiny_config("env=pendulum", "agent.gamma=2.0"), run_dir=tmp_path / "run")
@@ -42,7 +42,14 @@ def test_cli_rejects_a_bad_override_with_one_line_and_no_run_directory(tmp_path:
 
 def test_cli_help_lists_groups_and_cfg_prints_the_composed_config() -> None:
     help_text = subprocess.run(cli("--help"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120).stdout
-    for group in ("agent: anogan, autoencoder, ddpg", "env: ", "halfcheetah", "net: conv1d, mlp", "data: array"):
+    groups = (
+        "agent: anogan, autoencoder, ddpg",
+        "env: ",
+        "halfcheetah",
+        "net: conv1d, data_efficient_cnn",
+        "data: array",
+    )
+    for group in groups:
         assert group in help_text
     printed = subprocess.run(
         cli("--cfg", "job", "net.hidden=48"), cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
@@ -66,11 +73,13 @@ def test_cli_turns_a_second_ctrl_c_into_one_line(monkeypatch, capsys) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(train_module, "_hydra_main", interrupted)
-    monkeypatch.setattr(train_module, "validate_overrides", lambda overrides: [])
+    monkeypatch.setattr(
+        train_module, "check_overrides", lambda overrides, sources=True: CheckedOverrides(overrides, [])
+    )
     with pytest.raises(SystemExit) as exit_info:
         train_module.main(["env=pendulum"])
     assert exit_info.value.code == 130
-    assert capsys.readouterr().err == "rl-train: error: interrupted\n"
+    assert capsys.readouterr().err == "rl-train: interrupted\n"
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from rl_runner.envs.make import make_env
 from rl_runner.evaluate import evaluate_run
 from rl_runner.logging import read_scalars
 from rl_runner.runners import env_loop
-from rl_runner.train import train
+from rl_runner.training import train
 from rl_runner.video import ClipFrames, video_frame, write_video
 from tests.conftest import BREAKOUT, TINY
 

@@ -5,7 +5,10 @@ of the schemas (``rl_runner/schemas.py``) with Hydra. Runners and agents never c
 from rl_runner.config.checks import check_compatibility, check_config, check_values, config_warnings
 from rl_runner.config.compose import (
     CONF_DIR,
+    CheckedOverrides,
+    check_overrides,
     compose_config,
+    config_groups,
     describe_error,
     is_sweep_directory,
     output_directory,
@@ -19,6 +22,9 @@ from rl_runner.errors import ConfigError
 
 __all__ = [
     "CONF_DIR",
+    "CheckedOverrides",
+    "check_overrides",
+    "config_groups",
     "ConfigError",
     "check_compatibility",
     "check_config",

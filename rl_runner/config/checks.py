@@ -12,8 +12,10 @@ import dataclasses
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from rl_runner.choices import RecurrentCell
+from rl_runner.config.groups import option_values
 from rl_runner.errors import ConfigError
 from rl_runner.registry import runner_entry
+from rl_runner.schemas import PixelNetConfig
 
 
 def _missing_keys(node: DictConfig | ListConfig, prefix: str) -> list[str]:
@@ -68,8 +70,9 @@ def check_values(cfg: DictConfig) -> None:
         raise ConfigError("; ".join(problems))
 
 
-def check_compatibility(cfg: DictConfig) -> None:
-    """The agent's runner gets what it needs (an env or a data source), of a kind the agent can use."""
+def check_compatibility(cfg: DictConfig, sources: bool = True) -> None:
+    """The agent's runner gets what it needs (an env or a data source), of a kind the agent can use; with
+    ``sources``, the env is made (its spaces decide) or the data read, so that every mistake in them shows now."""
     agent = cfg.agent
     try:
         entry = runner_entry(agent.runner)
@@ -80,30 +83,95 @@ def check_compatibility(cfg: DictConfig) -> None:
             raise ConfigError(f"agent={agent.name} learns from an environment: choose one with env=...")
         if cfg.data is not None:
             raise ConfigError(f"agent={agent.name} learns from an environment, not from data: drop data=...")
-        supported = list(agent.action_spaces)
-        if cfg.env.action_space not in supported:
-            names = ", ".join(space.value for space in supported)
-            raise ConfigError(
-                f"agent={agent.name} cannot run on env={cfg.env.id}: it has {cfg.env.action_space.value} actions "
-                f"and {agent.name} supports only {names} actions"
-            )
     else:
         if cfg.data is None:
             raise ConfigError(f"agent={agent.name} learns from a data set: choose one with data=...")
         if cfg.env is not None:
-            raise ConfigError(f"agent={agent.name} learns from data, not from an environment: drop env={cfg.env.id}")
-    if cfg.net.name not in list(agent.nets):  # after the env: a pixel env picks its conv torso itself
+            env = OmegaConf.select(cfg, "env.id", throw_on_missing=False) or "..."
+            raise ConfigError(f"agent={agent.name} learns from data, not from an environment: drop env={env}")
+    if entry.needs == "env" and sources:
+        check_env(cfg)
+    else:
+        check_net(cfg)
+        if sources:
+            check_data(cfg)
+
+
+def check_data(cfg: DictConfig) -> None:
+    """The data is read and checked completely (every file, every value), so that a bad file is refused before
+    anything is written; the run then uses what was read (``rl_runner.data.load_data``)."""
+    from rl_runner.data import DataError, load_data  # numpy: only once the values are good
+
+    try:
+        load_data(cfg.data, keep_for_run=True)
+    except DataError as error:
+        raise ConfigError(str(error)) from error
+
+
+def check_net(cfg: DictConfig) -> None:
+    agent = cfg.agent
+    if cfg.net.name not in list(agent.nets):  # after the env's actions: a pixel env picks its conv torso itself
         raise ConfigError(f"agent={agent.name} cannot build net={cfg.net.name}; it builds {', '.join(agent.nets)}")
 
 
-def check_config(cfg: DictConfig, check_device: bool = True) -> None:
-    """All of the above; ``check_device=False`` for a saved run's config that is evaluated on another machine."""
-    from rl_runner.runtime import resolve_device  # torch, only when a device is checked
+def check_env(cfg: DictConfig) -> None:
+    """The env the config makes exists, takes its kwargs, and has spaces the agent and its net can take: the env's
+    own spaces decide, read from one env made for the check (``rl_runner.envs.make.env_spaces``), so that any
+    gymnasium env needs no YAML of its own."""
+    from rl_runner.envs.make import action_space_kind, env_spaces  # gymnasium: only once the values are good
 
+    agent, env_id = cfg.agent, cfg.env.id
+    observation_space, action_space = env_spaces(cfg.env)
+    kind = action_space_kind(action_space)
+    if kind not in list(agent.action_spaces):
+        names = ", ".join(space.value for space in agent.action_spaces)
+        has = f"{kind.value} actions ({action_space})" if kind else f"actions {action_space}"
+        raise ConfigError(f"agent={agent.name} cannot run on env.id={env_id}: it has {has}; {agent.name} takes {names}")
+    check_net(cfg)
+    shape = tuple(getattr(observation_space, "shape", None) or ())
+    fitting = pixel_nets_that_fit(agent, shape)
+    if "channels" in cfg.net and len(shape) != 3:  # a conv torso (PixelNetConfig)
+        raise ConfigError(
+            f"net={cfg.net.name} needs image observations [channels, height, width]; env.id={env_id} observes "
+            f"{observation_space}: choose net=mlp"
+        )
+    if "channels" in cfg.net and PixelNetConfig.feature_map(*shape[1:], cfg.net.kernels, cfg.net.strides) is None:
+        choose = f": choose net={fitting[0]}" if fitting else ""
+        raise ConfigError(
+            f"net={cfg.net.name}: its conv layers (kernels {list(cfg.net.kernels)}, strides {list(cfg.net.strides)}) "
+            f"do not fit the {shape[1]}x{shape[2]} images of env.id={env_id}{choose}"
+        )
+    if "channels" not in cfg.net and len(shape) == 3:
+        choose = f"choose a conv torso (net={fitting[0]}) or " if fitting else ""
+        raise ConfigError(
+            f"agent={agent.name}'s net={cfg.net.name} needs vector observations; env.id={env_id} observes images "
+            f"{observation_space}: {choose}flatten them with +env.wrappers.flatten_observation={{}}"
+        )
+
+
+def pixel_nets_that_fit(agent: DictConfig, shape: tuple[int, ...]) -> list[str]:
+    """The conv torsos the agent builds (as this project's ``conf/net/`` defines them) that fit images of
+    ``shape`` [channels, height, width]: the ones a refusal can suggest."""
+    if len(shape) != 3:
+        return []
+    fitting = []
+    for name in agent.nets:
+        values = option_values("net", str(name))
+        if values is not None and "kernels" in values:
+            if PixelNetConfig.feature_map(*shape[1:], values.kernels, values.strides) is not None:
+                fitting.append(str(name))
+    return fitting
+
+
+def check_config(cfg: DictConfig, check_device: bool = True, sources: bool = True) -> None:
+    """All of the above; ``check_device=False`` for a saved run's config that is evaluated on another machine,
+    ``sources=False`` to leave the env unmade and the data unread (``rl-train --cfg job``)."""
     check_values(cfg)
-    check_compatibility(cfg)
-    if not check_device:
+    check_compatibility(cfg, sources)
+    if not check_device or cfg.device in ("auto", "cpu"):  # these are always there; only others need torch to check
         return
+    from rl_runner.runtime import resolve_device
+
     try:
         resolve_device(cfg.device)  # a malformed or unavailable device
     except ValueError as error:

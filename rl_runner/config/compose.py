@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -10,28 +12,65 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from rl_runner.config import store  # noqa: F401  (the schemas and resolvers, before anything is composed)
 from rl_runner.config.checks import check_config, config_warnings
+from rl_runner.config.groups import CONF_DIR
 from rl_runner.errors import ConfigError
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"  # a link to the top-level conf/ in the source tree
+
+def compose_config(overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """The job config for these overrides, as ``rl-train`` would compose it (no checks beyond Hydra's); with
+    ``with_hydra``, Hydra's own config under ``hydra`` as well. A config search path among the overrides
+    (``hydra.searchpath=[file:///my/conf]``) is honoured."""
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="config", overrides=overrides, return_hydra_config=with_hydra)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError(describe_error(error)) from error
 
 
-def compose_config(overrides: list[str]) -> DictConfig:
-    """The job config for these overrides, as ``rl-train`` would compose it (no checks beyond Hydra's)."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=overrides)
+def config_groups(overrides: list[str]) -> dict[str, list[str]]:
+    """Each config group and its options, from this project's ``conf/`` and the folders of a config search path
+    among the overrides (Hydra's own groups and the schemas left out)."""
+    folders = [CONF_DIR]
+    for override in overrides:
+        if _is_searchpath(override):
+            folders += [Path(match.group(1)) for match in SEARCHPATH_FOLDER.finditer(override)]
+    groups: dict[str, set[str]] = {}
+    for folder in folders:
+        for option in folder.glob("*/*.yaml") if folder.is_dir() else []:
+            if option.parent.name not in ("hydra", "schema"):
+                groups.setdefault(option.parent.name, set()).add(option.stem)
+    return {group: sorted(options) for group, options in sorted(groups.items())}
 
 
 def saved_overrides(run_dir: Path) -> list[str]:
-    """The command-line overrides a run was made with (without ``resume=``), from its ``.hydra/``."""
+    """The command-line overrides a run was made with (without ``resume=``), from its ``.hydra/``, with the config
+    search path it was composed with (a user's own config folder): Hydra keeps that among its own overrides in
+    ``hydra.yaml``; the runs whose ``.hydra/`` this project writes keep it in ``overrides.yaml``."""
     saved_file = run_dir / ".hydra" / "overrides.yaml"
     if not saved_file.is_file():
         raise ConfigError(f"{run_dir} is not a run directory (no .hydra/overrides.yaml)")
-    return [o for o in yaml.safe_load(saved_file.read_text()) or [] if not o.startswith("resume=")]
+    try:
+        overrides = [str(o) for o in yaml.safe_load(saved_file.read_text()) or [] if not str(o).startswith("resume=")]
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{saved_file}: cannot be read ({_first_line(error)})") from error
+    if not any(_is_searchpath(o) for o in overrides):
+        overrides = searchpath_of_hydra_run(run_dir) + overrides
+    return overrides
+
+
+def searchpath_of_hydra_run(run_dir: Path) -> list[str]:
+    """The ``hydra.searchpath=`` override of a run whose ``.hydra/`` Hydra wrote, if it had one."""
+    hydra_file = run_dir / ".hydra" / "hydra.yaml"
+    try:
+        hydra_overrides = yaml.safe_load(hydra_file.read_text())["hydra"]["overrides"]["hydra"] or []
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return []
+    return [str(o) for o in hydra_overrides if _is_searchpath(str(o))]
 
 
 def run_config(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
@@ -84,7 +123,7 @@ def sweep_arguments(sweep_dir: str, overrides: list[str]) -> list[str]:
     except (OSError, OmegaConfBaseException, AttributeError, TypeError, yaml.YAMLError) as error:
         raise ConfigError(f"resume={sweep_dir}: cannot read its multirun.yaml ({_first_line(error)})") from error
     # Hydra would rewrite every job's .hydra/ before the job runs, a finished one's too: a job that trains writes
-    # its own once it has started (rl_runner.train)
+    # its own once it has started (rl_runner.training)
     again = [f"hydra.sweep.dir={_quoted(path)}", "hydra.output_subdir=null"]
     return [*hydra_overrides, *task_overrides, *overrides, *again]
 
@@ -145,9 +184,25 @@ def output_directory(overrides: list[str], multirun: bool) -> Path:
     return Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
 
 
-def validate_overrides(overrides: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class CheckedOverrides:
+    """What the command line hands to Hydra once its overrides passed every check: the overrides, with integral
+    floats of integer keys written as integers (``total_steps=2e5``) and relative paths made absolute (a config
+    folder, ``data.path``: a run must find them from any directory later), and the warnings to print."""
+
+    overrides: list[str]
+    warnings: list[str]
+
+
+def validate_overrides(overrides: list[str], sources: bool = True) -> list[str]:
     """Compose and check the config for these overrides (each sweep value too); raise ConfigError on any problem.
     Returns warnings: settings that are legal but probably not meant."""
+    return check_overrides(overrides, sources).warnings
+
+
+def check_overrides(overrides: list[str], sources: bool = True) -> CheckedOverrides:
+    """``validate_overrides``, and the overrides to run with (``CheckedOverrides``). ``sources=False`` checks the
+    values but makes no env and reads no data (``--cfg job``: it prints the config without importing an env)."""
     parser = OverridesParser.create()
     for override in overrides:  # grammar of each, hydra.* included, so the message can name it
         try:
@@ -159,26 +214,115 @@ def validate_overrides(overrides: list[str]) -> list[str]:
         key = parsed.get_key_element()
         if (CONF_DIR / key).is_dir() and parsed.value() is None and not parsed.is_delete():
             raise ConfigError(f"{override}: a config group cannot be set to null; remove it with ~{key}")
-    own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
-    swept = own
+    overrides = [_absolute_searchpath(o) for o in overrides]
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            overrides = _integers_as_integers(overrides)
+            own = _own(overrides)
             base, searched = compose_with_search_space(own, overrides)
+            relative_data = _relative_data_path(base, own)
+            if relative_data is not None:
+                overrides, own = overrides + [relative_data], own + [relative_data]
+                base, searched = compose_with_search_space(own, overrides)
             swept = own + searched
             warnings: list[str] = []
             for index, variant in enumerate(_override_variants(swept)):
                 # without a search space, the first variant is the configuration just composed
                 cfg = base if index == 0 and not searched else compose(config_name="config", overrides=variant)
-                check_config(cfg)
+                check_config(cfg, sources=sources)
                 warnings += [w for w in config_warnings(cfg) if w not in warnings]
     except ConfigError:
         raise
     except (HydraException, OmegaConfBaseException, ValueError) as error:
-        message = describe_error(error)
-        if "could not be converted to Integer" in message and any("interval(" in o for o in swept):
-            message += " (interval() samples floats: write int(interval(low, high)) for an integer key)"
-        raise ConfigError(message) from error
-    return warnings
+        raise ConfigError(_composition_problem(error, overrides)) from error
+    return CheckedOverrides(overrides, warnings)
+
+
+def _own(overrides: list[str]) -> list[str]:
+    """The run's own overrides: all but Hydra's, except the config search path, which every composition needs."""
+    return [o for o in overrides if not o.lstrip("+~").startswith("hydra") or _is_searchpath(o)]
+
+
+def _is_searchpath(override: str) -> bool:
+    return override.lstrip("+").startswith("hydra.searchpath=")
+
+
+SEARCHPATH_FOLDER = re.compile(r"file://([^,\]\s'\"]+)")
+
+
+def _absolute_searchpath(override: str) -> str:
+    """``hydra.searchpath=[file://my/conf]`` with its relative folders made absolute: the run saves the search path,
+    and ``rl-eval`` or a resume from another directory must find the same folders."""
+    if not _is_searchpath(override):
+        return override
+    key, value = override.split("=", 1)
+
+    def absolute(match: re.Match) -> str:
+        return "file://" + str(Path(match.group(1)).expanduser().resolve())
+
+    return f"{key}={SEARCHPATH_FOLDER.sub(absolute, value)}"
+
+
+INTEGRAL_FLOAT = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)(?![\w.])|(?<![\w.])[+-]?\d+\.0*(?![\w.])")
+
+
+def _integers_as_integers(overrides: list[str]) -> list[str]:
+    """``total_steps=2e5`` (or ``1e6``, ``3.0``) for an integer key, written as the integer it is: OmegaConf would
+    refuse the float. Only overrides holding such a number are looked at, one composition each, and only those
+    whose key turns out to be an integer are rewritten."""
+    result = list(overrides)
+    for index, override in enumerate(overrides):
+        if override.startswith(("hydra.", "~")) or "=" not in override:
+            continue
+        key, value = override.split("=", 1)
+        numbers = [m for m in INTEGRAL_FLOAT.finditer(value) if float(m.group()).is_integer()]
+        if not numbers:
+            continue
+        trial = result[:index] + [f"{key}={numbers[0].group()}"] + result[index + 1 :]
+        try:
+            compose(config_name="config", overrides=_override_variants(_own(trial))[0])
+        except (HydraException, OmegaConfBaseException) as error:
+            if "could not be converted to Integer" not in describe_error(error):
+                continue  # some other problem: the checks that follow name it
+            written = INTEGRAL_FLOAT.sub(
+                lambda m: str(int(float(m.group()))) if float(m.group()).is_integer() else m.group(), value
+            )
+            result[index] = f"{key}={written}"
+    return result
+
+
+def _relative_data_path(cfg: DictConfig, own: list[str]) -> str | None:
+    """An override that makes a relative ``data.path`` absolute (from the command line or from a YAML default):
+    ``rl-eval`` and ``rl-train resume=`` read the run's saved overrides from any directory."""
+    path = OmegaConf.select(cfg, "data.path", throw_on_missing=False)
+    if not isinstance(path, str) or path in ("", MISSING) or Path(path).expanduser().is_absolute():
+        return None
+    if any(o.startswith("data.path=") and "," in o for o in own):
+        return None  # a sweep over files: each value as written, relative to where the sweep runs
+    return f"data.path={_quoted(Path(path).expanduser().resolve())}"
+
+
+def _composition_problem(error: BaseException, overrides: list[str]) -> str:
+    """One line for a config that does not compose, naming what to change."""
+    message = describe_error(error)
+    if "could not be converted to Integer" in message and any("interval(" in o for o in overrides):
+        message += " (interval() samples floats: write int(interval(low, high)) for an integer key)"
+    cause = error.__cause__ or error.__context__
+    key = getattr(cause, "full_key", None) or getattr(error, "full_key", None) or ""
+    new_key = re.search(r"Could not override '((?:env\.kwargs|env\.wrappers)\.[^']+)'.*is not in struct", message)
+    if new_key:  # a free-form table (an env's kwargs, its wrappers) takes new keys with +
+        return f"{new_key.group(1)} is not set by this env group: add it with +{new_key.group(1)}=..."
+    net = [o for o in overrides if o.startswith("net=")]
+    if str(key).startswith("net.") and net:  # a preset's net keys on a net of another kind: which nets fit
+        try:
+            agent = compose_config([o for o in _own(overrides) if o not in net]).agent
+        except ConfigError:
+            return message
+        chosen = net[-1].split("=", 1)[1]
+        if chosen not in list(agent.nets):
+            return f"agent={agent.name} cannot build {net[-1]}; it builds {', '.join(agent.nets)}"
+        return f"{message} ({net[-1]} has no key {str(key).split('.', 1)[1]!r}, which a preset or override sets)"
+    return message
 
 
 def compose_with_search_space(own: list[str], overrides: list[str]) -> tuple[DictConfig, list[str]]:

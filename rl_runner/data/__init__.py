@@ -8,16 +8,28 @@ Splits: ``train`` holds normal windows only (what a detector learns from); ``val
 the threshold and the run's objective (normal ones, plus labelled faulty ones where the source has them);
 ``test`` holds the windows the detection metrics are reported on. A window's label is the label of its last
 row, and so is its score: a detector that flags a window flags the moment its last row was recorded.
+
+``load_data`` is the one way in, for a run and for a check before a run alike: it reads and validates everything
+(files, columns, values, labels, the window against each part) and every problem it finds is a ``DataError`` of
+one line.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rl_runner.registry import resolve_entry
+
+
+class DataError(ValueError):
+    """Data that cannot give the windows a run needs (a missing, unreadable or malformed file, a bad value or
+    label, too few rows for the window, a data key that makes no sense): one line, ``data.path=<file>: ...`` or
+    naming the ``data.`` key at fault. A ``ValueError``, so every program already reports it in one line."""
+
 
 SOURCES = {
     "array": "rl_runner.data.array:load_array_windows",
@@ -49,7 +61,7 @@ class Scaler:
 
     def load_state_dict(self, state: dict) -> None:
         if len(state["shift"]) != len(self.shift):
-            raise ValueError(f"the scaler was fitted on {len(state['shift'])} channels, the data has {len(self.shift)}")
+            raise DataError(f"the scaler was fitted on {len(state['shift'])} channels, the data has {len(self.shift)}")
         self.shift, self.scale = np.asarray(state["shift"]), np.asarray(state["scale"])
 
 
@@ -92,11 +104,60 @@ class WindowData:
     scaler: Scaler
     test: Windows | None = None  # the windows detection metrics are reported on; None: no test part
     files: list[str] = field(default_factory=list)  # the source of each file index ("synthetic" for waveform)
+    # the file columns that are not channels, each with the reason (the label column, data.drop_columns, not
+    # numeric, ...); for run.json, next to ``columns_used``
+    columns_skipped: dict[str, str] = field(default_factory=dict)
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(self.val.values.shape[1:])
 
+    @property
+    def columns_used(self) -> list[str]:
+        """The columns that became channels, in channel order (a .npy's are ``channel_0``, ...)."""
+        return list(self.channels)
 
-def load_data(data_cfg: DictConfig, scaler_state: dict | None = None, whole_series: bool = False) -> WindowData:
-    return resolve_entry(SOURCES, data_cfg.source, "data.source")(data_cfg, scaler_state, whole_series)
+
+def load_data(
+    data_cfg: DictConfig, scaler_state: dict | None = None, whole_series: bool = False, keep_for_run: bool = False
+) -> WindowData:
+    """The windowed splits of ``data_cfg`` (the ``data`` group), read and validated completely: the window length
+    is ``data_cfg.window``. ``scaler_state`` (rl-eval) scales as a trained run did; ``whole_series`` makes
+    ``test`` every window. Raises ``DataError`` (one line) for every problem with the data.
+
+    ``keep_for_run`` (the config check, before anything is written): the run that follows gets what was read
+    instead of reading the files again, once, if neither its config nor the files have changed meanwhile."""
+    training = scaler_state is None and not whole_series
+    key = (OmegaConf.to_yaml(data_cfg, resolve=True), _files_signature(data_cfg)) if training else None
+    if training and _KEPT and _KEPT[0][0] == key:
+        return _KEPT.pop()[1]
+    try:
+        loader = resolve_entry(SOURCES, data_cfg.source, "data.source")
+    except ValueError as error:  # an unknown source
+        raise DataError(str(error)) from error
+    data = loader(data_cfg, scaler_state, whole_series)
+    if keep_for_run and training:
+        _KEPT[:] = [(key, data)]
+    return data
+
+
+def _files_signature(data_cfg: DictConfig) -> tuple:
+    """What says that the files of ``data.path`` are still those read: each one's path, size and modification time."""
+    path = OmegaConf.select(data_cfg, "path", throw_on_missing=False)
+    if not isinstance(path, str) or path == "???":
+        return ()
+    root = Path(path).expanduser()
+    files = sorted(root.rglob("*")) if root.is_dir() else [root]
+    signature = []
+    for file in files:
+        try:
+            stat = file.stat()
+        except OSError:
+            continue  # reading it says what is wrong
+        signature.append((str(file), stat.st_size, stat.st_mtime_ns))
+    return tuple(signature)
+
+
+# The training data the config check read last, by its config and files, until the run takes it: one entry, so that
+# a process checking many configs (every value of a sweep) holds one data set at a time.
+_KEPT: list[tuple[tuple, WindowData]] = []

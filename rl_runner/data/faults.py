@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from rl_runner.data import DataError
+
 
 def spike(window: np.ndarray, rng: np.random.Generator, *, height: float, count: int) -> np.ndarray:
     """``count`` single-sample impulses of ``height`` standard deviations of one channel (a knock, a loose part)."""
@@ -69,9 +71,9 @@ FAULTS: dict[str, Callable[..., np.ndarray]] = {
 def check_faults(faults: Mapping[str, Mapping[str, Any]], where: str) -> None:
     unknown = [name for name in faults if name not in FAULTS]
     if unknown:
-        raise ValueError(f"{where}: unknown fault {unknown[0]!r}; known: {', '.join(FAULTS)}")
+        raise DataError(f"{where}: unknown fault {unknown[0]!r}; known: {', '.join(FAULTS)}")
     if not faults:
-        raise ValueError(f"{where}: no fault kinds to inject")
+        raise DataError(f"{where}: no fault kinds to inject")
 
 
 def inject_faults(

@@ -16,7 +16,7 @@ import numpy as np
 from omegaconf import DictConfig
 
 from rl_runner.choices import Scaling
-from rl_runner.data import Scaler, WindowData, Windows
+from rl_runner.data import DataError, Scaler, WindowData, Windows
 from rl_runner.data.faults import check_faults, inject_faults
 
 
@@ -51,7 +51,7 @@ def load_waveform_windows(
 ) -> WindowData:
     check_faults(data_cfg.faults, "data.faults")
     if not 0 <= float(data_cfg.anomaly_fraction) < 1:
-        raise ValueError(f"data.anomaly_fraction={data_cfg.anomaly_fraction}: must be in [0, 1)")
+        raise DataError(f"data.anomaly_fraction={data_cfg.anomaly_fraction}: must be in [0, 1)")
     machine = RotatingMachine(data_cfg)
     seed = int(data_cfg.seed)
     train = machine.record(int(data_cfg.train_windows), np.random.default_rng([seed, 1]))

@@ -1,3 +1,5 @@
-"""Gymnasium envs from the ``env`` config group (``make.py``), their wrappers (``wrappers.py``), snapshots of
-running envs (``state.py``) and the project's own T-maze (``tmaze.py``). Import from the modules themselves: this
-package module imports nothing, so that registering the T-maze (``import rl_runner``) loads no MuJoCo."""
+"""Environments: building them from the ``env`` config group, wrappers, snapshots, and the project's own envs.
+Importing this package registers those with gymnasium (``rl_runner/TMaze-v0``, ``envs/tmaze.py``), so
+``gymnasium.make`` and ``env.id`` find them; it loads gymnasium, never MuJoCo or ALE."""
+
+import rl_runner.envs.tmaze  # noqa: F401  (registers rl_runner/TMaze-v0 on import)

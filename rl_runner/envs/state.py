@@ -47,6 +47,7 @@ from gymnasium.envs.classic_control import (
 from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.wrappers import (
     AtariPreprocessing,
+    FilterObservation,
     FlattenObservation,
     FrameStackObservation,
     GrayscaleObservation,
@@ -236,6 +237,7 @@ register_snapshot_handler(
 # Stateless wrappers from rl_runner.envs.wrappers. ChannelsFirst transposes.
 for _stateless in (
     ChannelsFirst,
+    FilterObservation,
     FlattenObservation,
     GrayscaleObservation,
     ObservationSubset,

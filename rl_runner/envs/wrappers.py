@@ -191,6 +191,7 @@ WRAPPERS: dict[str, Callable[..., gym.Env]] = {
     "atari_preprocessing": gym.wrappers.AtariPreprocessing,
     "channels_first": ChannelsFirst,
     "fire_reset": FireReset,
+    "filter_observation": gym.wrappers.FilterObservation,  # keep some parts of a Dict observation (filter_keys)
     "frame_stack": gym.wrappers.FrameStackObservation,
     "flatten_observation": gym.wrappers.FlattenObservation,
     "grayscale_observation": gym.wrappers.GrayscaleObservation,

@@ -60,6 +60,7 @@ class RunContext:
     device: torch.device
     resume_from: Path | None
     on_start: list[Callable[[], None]] = field(default_factory=list)  # once a resume's checkpoint has loaded
+    details: dict[str, Any] = field(default_factory=dict)  # what the runner found out, for run.json (data columns)
 
 
 @dataclass(frozen=True)
@@ -305,6 +306,9 @@ class RunSkeleton:
             raise TrainingDiverged(
                 f"training diverged at step {clock.step}: {error}; last good checkpoint: {last_good or 'none'}"
             ) from error
+        except BaseException:
+            logger.close(quietly=True)  # the error that ended the run is the one to report, not the log's
+            raise
         finally:
             logger.close()
 

@@ -37,6 +37,7 @@ def make_agent(cfg: DictConfig, data: WindowData, device: torch.device, clock: C
 
 def run(cfg: DictConfig, context: RunContext) -> dict:
     data = load_data(cfg.data)
+    context.details["columns"] = {"used": data.columns_used, "skipped": data.columns_skipped}
     clock = Clock(horizon=int(cfg.total_steps))
     agent = make_agent(cfg, data, context.device, clock)
     loop = EpochLoop(cfg, agent, data, clock, context.run_dir)

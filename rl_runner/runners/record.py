@@ -3,11 +3,14 @@
 Written atomically (temporary file, then rename) when a run starts or resumes and when it ends:
 ``status`` is ``running``, ``finished``, ``interrupted`` (a signal; resumable), ``diverged`` (a NaN stop)
 or ``failed`` (any other error, named in ``error``). ``attempts`` keeps one entry per start, so a resumed or
-requeued run shows its history. A process killed outright leaves ``running`` behind.
+requeued run shows its history. A process killed outright leaves ``running`` behind. A failure on a disk too
+full for the temporary copy (``failed`` with ``No space left on device``) is written over run.json's own bytes.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import logging
 import os
 import platform
@@ -21,11 +24,12 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from rl_runner.files import read_json, write_json
-from rl_runner.logging import flatten_config
+from rl_runner.dotted import flatten_config
+from rl_runner.files import overwrite_in_place, read_json, write_json
 
 log = logging.getLogger(__name__)
 RECORD_NAME = "run.json"
+FULL_DISK = (errno.ENOSPC, errno.EDQUOT)
 PACKAGES = ("rl-runner", "torch", "gymnasium", "numpy", "hydra-core", "omegaconf", "mujoco", "ale-py")
 
 
@@ -92,7 +96,9 @@ class RunRecord:
     def _write(self) -> None:
         write_json(self.path, self.content)
 
-    def start(self, device: str) -> None:
+    def start(self, device: str, details: dict[str, Any] | None = None) -> None:
+        """``details``: what the runner found out while it was set up (a data run's columns)."""
+        self.content.update(details or {})
         self.content.update(status="running", updated=_now(), device=device, provenance=provenance())
         self.content["attempts"].append({"started": _now(), "status": "running"})
         self._write()
@@ -118,8 +124,21 @@ class RunRecord:
         except OSError as write_error:
             if error is None:
                 raise
-            log.warning("%s: %s", write_error.filename, write_error.strerror)
+            if not (write_error.errno in FULL_DISK and self._overwrite()):
+                log.warning("%s: %s", write_error.filename, write_error.strerror)
         return value
+
+    def _overwrite(self) -> bool:
+        """run.json rewritten over its own bytes, compact if the usual layout no longer fits in them: on a full
+        disk the usual temporary copy has no room, and a run left "running" would hide why it stopped."""
+        for indent in (2, None):
+            text = json.dumps(self.content, indent=indent, separators=None if indent else (",", ":")) + "\n"
+            try:
+                if overwrite_in_place(self.path, text):
+                    return True
+            except OSError:
+                return False
+        return False
 
 
 def read_record(run_dir: Path) -> dict[str, Any]:

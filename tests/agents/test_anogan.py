@@ -21,7 +21,7 @@ from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.choices import Scoring
 from rl_runner.config import ConfigError, check_config, compose_config
 from rl_runner.runners.dataset_scoring import restore
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import REPO_ROOT, run_cli, run_eval
 
 SKAB_DIR = Path(os.environ.get("RL_RUNNER_SKAB", REPO_ROOT.parent / "shared" / "data" / "skab"))
@@ -258,10 +258,10 @@ def test_cli_bad_data_is_one_line_before_training(tmp_path: Path, content: str, 
     result = run_cli(
         "agent=anogan", "data=array", f"data.path={path}", "data.label_column=anomaly", f"hydra.run.dir={run_dir}"
     )
-    assert result.returncode == 1
+    assert result.returncode == 2  # a data mistake, refused before anything is written
     lines = result.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"rl-train: error: data.path={path}: ") and words in lines[-1], result.stderr
-    assert not (run_dir / "checkpoints").exists()
+    assert len(lines) == 1 and lines[0].startswith(f"rl-train: error: data.path={path}: ") and words in lines[0]
+    assert not run_dir.exists()
 
 
 @pytest.mark.skipif(not SKAB_DIR.is_dir(), reason=f"no SKAB data at {SKAB_DIR} (set RL_RUNNER_SKAB to its folder)")

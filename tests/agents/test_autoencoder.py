@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from rl_runner.data import load_data
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import TINY_DATA, write_series
 
 

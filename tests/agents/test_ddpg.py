@@ -15,7 +15,7 @@ from rl_runner.agents.ddpg import OrnsteinUhlenbeckNoise
 from rl_runner.checkpoint import latest_checkpoint, load_into, load_state
 from rl_runner.config import compose_config
 from rl_runner.logging import read_scalars
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import make_agent
 
 

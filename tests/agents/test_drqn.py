@@ -21,7 +21,7 @@ from rl_runner.choices import Norm, RecurrentCell
 from rl_runner.config import ConfigError, compose_config, validate_overrides
 from rl_runner.envs.make import make_env
 from rl_runner.logging import read_scalars
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.agents.helpers import CELLS, NET, make_drqn
 from tests.buffers.helpers import OBS, WINDOWS, Feeder, check_batch, random_plan
 from tests.conftest import make_agent, run_cli, run_eval

@@ -14,7 +14,7 @@ from rl_runner.agents.rainbow import PARTS_OFF, Rainbow
 from rl_runner.config import compose_config
 from rl_runner.logging import read_scalars
 from rl_runner.networks.noisy import NoisyLinear
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import make_agent
 
 SMALL = [

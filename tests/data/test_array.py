@@ -3,6 +3,10 @@ sliding windows and input errors."""
 
 from __future__ import annotations
 
+import gzip
+import io
+import logging
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -11,7 +15,7 @@ import pytest
 from omegaconf import DictConfig
 
 from rl_runner.config import compose_config
-from rl_runner.data import WindowData, load_data
+from rl_runner.data import DataError, WindowData, load_data
 from rl_runner.data.array import windows
 from tests.conftest import write_series
 
@@ -154,7 +158,7 @@ def test_a_scaler_state_for_other_channels_is_a_one_line_error(tmp_path: Path) -
     """A scaler fitted on 3 channels cannot scale 2-channel data; the error names the file and both counts."""
     path = write_series(tmp_path / "series.npy")
     state = {"shift": np.zeros(3), "scale": np.ones(3)}
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(DataError) as info:
         load_data(data_config(path), scaler_state=state)
     message = str(info.value)
     assert message.startswith(f"data.path={path}: ") and "\n" not in message
@@ -267,6 +271,32 @@ def _inf_npy() -> np.ndarray:
     return series
 
 
+def _huge_csv(value: str, row: int) -> Callable[[Path], None]:
+    """100 rows of columns a and b (line 2 is row 0), with ``value`` as b on ``row``: 80 rows train and validate."""
+    b = [repr(float(x)) for x in np.sin(np.arange(100) / 5.0)]
+    b[row] = value
+    return _text("a;b\n" + "".join(f"{i};{x}\n" for i, x in enumerate(b)))
+
+
+def _huge_npy() -> np.ndarray:
+    series = np.random.default_rng(0).normal(size=(100, 2))
+    series[5, 1] = 1e308
+    return series
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()  # np.save to a path would append .npy to its name
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def _gzip(data: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(gzip.compress(data))
+
+
+SERIES_CSV = b"a;b\n" + b"".join(b"%d;%d\n" % (i, 2 * i) for i in range(100))
+
+
 BAD_INPUTS = {
     # id: (file name, writer, overrides, words the message must contain)
     "missing": ("series.csv", _nothing, [], ["no such file"]),
@@ -293,6 +323,22 @@ BAD_INPUTS = {
     "npy-garbage": ("series.npy", _bytes(b"not an array at all"), [], ["not a readable .npy file"]),
     "npy-truncated": ("series.npy", _truncated_npy, [], ["not a readable .npy file"]),
     "npy-bad-header": ("series.npy", _bytes(b"\x93NUMPY\x01\x00\x10\x00{'descr': '<f8',\n  }"), [], [".npy file"]),
+    # finite in the file, yet too large for the scaling or for the float32 windows: NaN losses, once trained
+    "huge-in-training": ("series.csv", _huge_csv("1e308", 3), [], ["1e+308 on line 5, column b", "too large to scale"]),
+    "huge-in-validation": ("series.csv", _huge_csv("1e308", 90), [], ["on line 92, column b", "too large", "float32"]),
+    "float32-overflow": ("series.csv", _huge_csv("1e39", 90), [], ["1e+39 on line 92", "float32"]),
+    "huge-unscaled": ("series.csv", _huge_csv("1e300", 3), ["data.scaling=none"], ["1e+300 on line 5", "float32"]),
+    "huge-npy": ("series.npy", _npy(_huge_npy()), [], ["1e+308 on row 5, column channel_1", "too large"]),
+    # what a file really is, rather than a field count or a non-numeric value on some line
+    "gzip-named-csv": ("series.csv", _gzip(SERIES_CSV), [], ["gzip-compressed file, not CSV text", "series.csv.gz"]),
+    "gzip-named-npy": ("series.npy", _gzip(b"\x93NUMPY"), [], ["gzip-compressed file, not a .npy array"]),
+    "corrupt-csv-gz": ("series.csv.gz", _bytes(b"\x1f\x8b\x08\x00garbage"), [], ["not a readable gzip file"]),
+    "truncated-csv-gz": ("series.csv.gz", _bytes(gzip.compress(SERIES_CSV)[:40]), [], ["not a readable gzip file"]),
+    "binary-csv-gz": ("series.csv.gz", _gzip(b"\x00\x01" * 50), [], ["binary file (once decompressed), not CSV"]),
+    "npy-named-csv": ("series.csv", _bytes(_npy_bytes(np.zeros(100))), [], ["a binary file, not CSV text"]),
+    "zip-named-csv": ("series.csv", _bytes(b"PK\x03\x04\x14\x00\x06\x00" + bytes(200)), [], ["binary file"]),
+    "not-utf8-at-all": ("series.csv", _bytes(bytes(range(0x80, 0x100)) * 40), [], ["a binary file, not CSV text"]),
+    "huge-field": ("series.csv", _text("a;b\n1;2\n3;" + "9" * 200_000 + "\n"), [], ["line 3 is not CSV", "limit"]),
 }
 
 
@@ -300,13 +346,109 @@ BAD_INPUTS = {
 def test_bad_input_is_a_one_line_error_naming_the_file(
     tmp_path: Path, name: str, write: Callable[[Path], None], overrides: list[str], words: list[str]
 ) -> None:
-    """Every problem with the file is one ValueError line, ``data.path=<file>: <problem>``, with the details."""
+    """Every problem with the file is one DataError (a ValueError) line, ``data.path=<file>: <problem>``, with the
+    details."""
     path = tmp_path / name
     write(path)
-    with pytest.raises(ValueError) as info:
+    with warnings.catch_warnings(), pytest.raises(DataError) as info:
+        warnings.simplefilter("error", RuntimeWarning)  # the error, and no NumPy overflow warning beside it
         load_data(data_config(path, *overrides))
     message = str(info.value)
     assert "\n" not in message
     assert message.startswith(f"data.path={path}: ")
     for word in words:
         assert word in message, message
+
+
+def test_a_value_too_large_for_the_run_s_scaler_is_refused(tmp_path: Path) -> None:
+    """rl-eval's new data is scaled with the trained run's scaler: a value that overflows it is refused too."""
+    state = load_data(data_config(write_series(tmp_path / "train.npy"))).scaler.state_dict()
+    path = tmp_path / "new.csv"
+    _huge_csv("1e308", 3)(path)
+    with warnings.catch_warnings(), pytest.raises(DataError) as info:
+        warnings.simplefilter("error", RuntimeWarning)
+        load_data(data_config(path), scaler_state=state)
+    message = str(info.value)
+    assert message.startswith(f"data.path={path}: ") and "\n" not in message
+    assert "line 5, column b" in message and "as the run's training data" in message
+
+
+def test_a_bad_file_inside_a_folder_is_named(tmp_path: Path) -> None:
+    """Every file of a folder is read and checked: the message names the bad one, not the folder."""
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    write_series(folder / "good.csv", rows=200)
+    bad = folder / "bad.csv"
+    bad.write_bytes(gzip.compress((folder / "good.csv").read_bytes()))
+    with pytest.raises(DataError) as info:
+        load_data(data_config(folder))
+    assert str(info.value).startswith(f"data.path={bad}: a gzip-compressed file, not CSV text")
+
+
+# -------------------------------------------------------------------------------------------- text encodings
+def test_a_csv_gz_reads_as_the_csv_it_holds(tmp_path: Path) -> None:
+    """``.csv.gz`` is decompressed on reading, alone or in a folder, with the same lines, windows and scaler."""
+    plain = write_series(tmp_path / "series.csv", rows=200)
+    packed = tmp_path / "series.csv.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    expected, got = load_data(data_config(plain)), load_data(data_config(packed))
+    assert got.channels == expected.channels == ["vibration", "pressure"]
+    np.testing.assert_array_equal(got.train.values, expected.train.values)
+    np.testing.assert_array_equal(got.val.values, expected.val.values)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    packed.rename(folder / "0.csv.gz")
+    write_series(folder / "1.csv", rows=200)
+    assert load_data(data_config(folder)).files == [str(folder / "0.csv.gz"), str(folder / "1.csv")]
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])
+def test_text_in_other_encodings_still_reads(tmp_path: Path, encoding: str) -> None:
+    """A Latin-1 header is text, not a binary file (its odd character is replaced, as before); a spreadsheet's
+    UTF-16 "Unicode text" (with its byte-order mark) reads as the text it is."""
+    path = tmp_path / "series.csv"
+    path.write_bytes(("flow;temp °C\n" + "".join(f"{i};{i % 7}\n" for i in range(100))).encode(encoding))
+    data = load_data(data_config(path, "data.scaling=none"))
+    assert data.channels == ["flow", "temp °C" if encoding == "utf-16" else "temp \ufffdC"]
+    np.testing.assert_array_equal(data.train.values[0, :, 0], np.arange(WINDOW))
+
+
+# -------------------------------------------------------------------------------------------- columns used
+def test_the_columns_used_and_left_out_are_logged_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Without ``data.columns`` a text column is left out: ``columns_used`` and ``columns_skipped`` (for run.json)
+    and one log line say which columns became channels, and why each other one did not."""
+    lines = ["time;a;note;b;spare;fault;stage"]
+    lines += [f"2020-01-01 00:00:{i % 60:02d};{i};{'ok' if i else ''};{i % 5};;0;{i % 3}" for i in range(100)]
+    path = write_csv(tmp_path / "series.csv", "\n".join(lines) + "\n")
+    caplog.set_level(logging.INFO, logger="rl_runner.data.array")
+    data = load_data(data_config(path, "data.label_column=fault", "data.drop_columns=[stage]"))
+    assert data.columns_used == data.channels == ["a", "b"]
+    assert data.columns_skipped == {
+        "time": "not numeric ('2020-01-01 00:00:00' on line 2)",
+        "note": "not numeric ('ok' on line 3)",
+        "spare": "empty on every line",
+        "fault": "data.label_column",
+        "stage": "in data.drop_columns",
+    }
+    (record,) = [r for r in caplog.records if r.name == "rl_runner.data.array"]
+    assert record.levelno == logging.INFO
+    assert record.getMessage() == (
+        f"data.path={path}: columns used: a, b; left out: time (not numeric ('2020-01-01 00:00:00' on line 2)); "
+        "note (not numeric ('ok' on line 3)); spare (empty on every line); fault (data.label_column); "
+        "stage (in data.drop_columns)"
+    )
+    picked = load_data(data_config(path, "data.columns=[b]", "data.label_column=fault"))
+    assert picked.columns_used == ["b"]
+    assert picked.columns_skipped == {
+        "time": "not in data.columns",
+        "a": "not in data.columns",
+        "note": "not in data.columns",
+        "spare": "not in data.columns",
+        "fault": "data.label_column",
+        "stage": "not in data.columns",
+    }
+
+
+def test_a_npy_uses_every_channel(tmp_path: Path) -> None:
+    data = load_data(data_config(write_series(tmp_path / "series.npy")))
+    assert data.columns_used == ["channel_0", "channel_1"] and data.columns_skipped == {}

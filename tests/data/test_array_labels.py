@@ -11,7 +11,7 @@ import pytest
 from omegaconf import DictConfig
 
 from rl_runner.config import compose_config
-from rl_runner.data import WindowData, load_data
+from rl_runner.data import DataError, WindowData, load_data
 from tests.data.helpers import WINDOW, assert_one_line_error
 
 ROWS = 120
@@ -205,7 +205,7 @@ def test_a_folder_file_with_other_columns_is_a_one_line_error_naming_it(tmp_path
     write_labelled_csv(folder / "a_run.csv", features, labels)
     odd = folder / "b_run.csv"
     odd.write_text("x;y;anomaly;changepoint\n" + "".join(f"{i};{2 * i};0;0\n" for i in range(60)))
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         load_data(array_config(folder, *FOLDER, "data.drop_columns=[anomaly,changepoint]"))
     assert_one_line_error(error, odd, "differ")
 
@@ -214,7 +214,7 @@ def test_a_dropped_column_missing_from_the_header_is_a_one_line_error(tmp_path: 
     """A typo in data.drop_columns would silently make the column it meant a feature: it is refused by name."""
     features, labels = labelled_series(rows=60)
     path = write_labelled_csv(tmp_path / "run.csv", features, labels)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         load_data(array_config(path, "data.drop_columns=[changepiont]"))
     assert_one_line_error(error, path, "no column changepiont")
 
@@ -332,16 +332,16 @@ def test_bad_labelled_input_is_a_one_line_error_naming_the_file(
     """Each problem is one ``data.path=<file>: <problem>`` line with the details."""
     path = tmp_path / ("run.npy" if write is _npy_with_label_column else "run.csv")
     overrides = write(path)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         load_data(array_config(path, *overrides))
     assert_one_line_error(error, path, *words)
 
 
 def test_an_empty_folder_is_a_one_line_error(tmp_path: Path) -> None:
-    """A folder without .csv or .npy files is refused by name."""
+    """A folder without .csv, .csv.gz or .npy files is refused by name."""
     folder = tmp_path / "empty"
     folder.mkdir()
     (folder / "notes.md").write_text("nothing here\n")
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         load_data(array_config(folder, f"data.window={WINDOW}"))
-    assert_one_line_error(error, folder, "no .csv or .npy file")
+    assert_one_line_error(error, folder, "no .csv, .csv.gz or .npy file")

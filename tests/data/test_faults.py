@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rl_runner.data import load_data
+from rl_runner.data import DataError, load_data
 from rl_runner.data.faults import FAULTS, amplitude, check_faults, drift, dropout, inject_faults, saturation, spike
 from tests.data.helpers import assert_one_line_error, waveform_config
 
@@ -122,9 +122,9 @@ def test_inject_faults_with_every_kind_uses_all_of_them() -> None:
 
 def test_an_unknown_fault_is_a_value_error_listing_the_known_ones() -> None:
     """``check_faults`` and the loaders name the unknown kind and every known one."""
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         check_faults({"spike": {"height": 1.0, "count": 1}, "wobble": {}}, "data.faults")
     assert_one_line_error(error, None, "data.faults", "'wobble'", *FAULTS)
-    with pytest.raises(ValueError) as error:
+    with pytest.raises(DataError) as error:
         load_data(waveform_config("+data.faults.wobble={}"))
     assert_one_line_error(error, None, "'wobble'", *FAULTS)

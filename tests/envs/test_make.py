@@ -27,7 +27,7 @@ def test_breakout_is_preprocessed_as_configured() -> None:
 
 
 def test_env_config_mistakes_name_their_key() -> None:
-    with pytest.raises(ValueError, match="env.id='NoSuchEnv-v0' could not be made"):
+    with pytest.raises(ValueError, match="env.id='NoSuchEnv-v0': Environment `NoSuchEnv` doesn't exist.*env.imports="):
         make_env(env_config("NoSuchEnv-v0", "continuous"))
     with pytest.raises(ValueError, match="env.action_space=discrete"):
         make_env(env_config("Pendulum-v1", "discrete"))

@@ -125,9 +125,9 @@ def test_frame_stack_snapshot_holds_the_stacked_frames() -> None:
     fresh.reset(seed=1)
     for torque in (-2.0, 0.5, 2.0):
         stacked, *_ = env.step(np.array([torque], dtype=np.float32))
-    state = env_state(env)
-    assert state["layers"][0]["class"] == "FrameStackObservation"
-    np.testing.assert_array_equal(np.stack(state["layers"][0]["state"]["frames"]), stacked)
+    state = env_state(env)  # a stack of vectors is flattened for the MLPs (envs/make.py), outside the stack
+    assert [layer["class"] for layer in state["layers"][:2]] == ["FlattenObservation", "FrameStackObservation"]
+    np.testing.assert_array_equal(np.stack(state["layers"][1]["state"]["frames"]).ravel(), stacked)
 
     restore_env_state(fresh, state)
     action = np.array([1.0], dtype=np.float32)
@@ -214,5 +214,7 @@ def test_restore_refuses_a_different_layer_stack() -> None:
     plain = make_env(env_config("Pendulum-v1", "continuous"))
     plain.reset(seed=0)
     stacked = make_env(env_config("Pendulum-v1", "continuous", wrappers={"frame_stack": {"stack_size": 3}}))
-    with pytest.raises(UnsupportedEnvState, match="the snapshot is of TimeLimit<.*, this env is FrameStackObs"):
+    with pytest.raises(
+        UnsupportedEnvState, match="the snapshot is of TimeLimit<.*, this env is FlattenObservation<FrameStackObs"
+    ):
         restore_env_state(stacked, env_state(plain))

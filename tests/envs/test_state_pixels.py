@@ -176,8 +176,9 @@ def test_a_snapshot_holds_no_objects_of_the_env_packages() -> None:
 
 
 def test_atari_preprocessing_restore_refuses_another_frame_buffer() -> None:
-    colour = make_env(pixel_config("breakout", "env.wrappers.atari_preprocessing.grayscale_obs=false"))
-    gray = make_env(pixel_config("breakout"))
+    flat = "+env.wrappers.flatten_observation={}"  # the same layers on both: colour frames stack to 4 dimensions
+    colour = make_env(pixel_config("breakout", "env.wrappers.atari_preprocessing.grayscale_obs=false", flat))
+    gray = make_env(pixel_config("breakout", flat))
     gray.reset(seed=0)
     with pytest.raises(UnsupportedEnvState, match=r"AtariPreprocessing: the saved frame buffer .*grayscale_obs"):
         restore_env_state(colour, env_state(gray))

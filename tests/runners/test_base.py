@@ -15,7 +15,8 @@ from rl_runner.agents.ddpg import DDPG
 from rl_runner.checkpoint import PROGRESS_FORMAT, latest_checkpoint, list_checkpoints, load_state, non_finite_entries
 from rl_runner.errors import CheckpointError, TrainingDiverged
 from rl_runner.logging import read_scalars
-from rl_runner.train import _hydra_main, train
+from rl_runner.train import _hydra_main
+from rl_runner.training import train
 from tests.conftest import interrupt_at, make_agent
 
 AGENT_FILES = {
@@ -106,10 +107,10 @@ def test_a_checkpoint_of_an_older_format_is_refused_before_anything_loads(tiny_c
 
 
 def test_run_json_records_a_run_that_fails_while_being_set_up(tiny_config, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="env.id='Nope-v0' could not be made"):
-        train(tiny_config("env=pendulum", "env.id=Nope-v0"), run_dir=tmp_path)
+    with pytest.raises(OSError, match="the simulator crashed on start"):  # past the checks, which make no reset
+        train(tiny_config("env=pendulum", "env.id=tests.envs.broken:CrashesOnReset"), run_dir=tmp_path)
     record = json.loads((tmp_path / "run.json").read_text())
-    assert record["status"] == "failed" and "Nope-v0" in record["error"]
+    assert record["status"] == "failed" and "the simulator crashed on start" in record["error"]
     assert record["attempts"][-1]["status"] == "failed"
 
 

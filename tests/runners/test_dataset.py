@@ -16,7 +16,7 @@ from rl_runner.agents.autoencoder import WindowAutoencoder
 from rl_runner.checkpoint import latest_checkpoint, list_checkpoints, load_state
 from rl_runner.errors import TrainingDiverged
 from rl_runner.logging import read_scalars
-from rl_runner.train import train
+from rl_runner.training import train
 from tests.conftest import TINY_DATA, run_cli, run_eval, train_until_sigterm, write_series
 
 

@@ -1,9 +1,11 @@
 """The off-policy loop (rl_runner/runners/off_policy.py): update cadence over parallel envs, final observations
-at time limits, real terminations, learning-only reward transforms and warm-up actions."""
+at time limits, real terminations, learning-only reward transforms, warm-up actions and the refill of a replay
+that a resume did not find in its checkpoint."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ from rl_runner.buffers import ReplayBuffer
 from rl_runner.checkpoint import latest_checkpoint, load_state
 from rl_runner.logging import read_scalars
 from rl_runner.runners.off_policy import OffPolicyLoop
-from rl_runner.train import train
+from rl_runner.training import train
 
 
 # learning starts at step 100: 201 single-env steps; 51 vector steps of 4 envs at 2 updates each;
@@ -141,3 +143,79 @@ def test_warm_up_actions_do_not_replay_the_env_reset_noise(tiny_config) -> None:
         reused = float(random_actions(envs.single_action_space, np.random.default_rng(seed), 1)[0, 0])
         assert np.isclose((reused + 2) / 4, (theta + np.pi) / (2 * np.pi))  # what the old stream gave
         envs.close()
+
+
+def record_the_loop(monkeypatch) -> list[tuple[str, int]]:
+    """``(what, step)`` for each step of DDPG's off-policy loop and each update: ``random`` (uniform warm-up actions,
+    the agent told by ``warm_up``), ``policy`` (``act`` exploring) or ``update``, at the clock's step before it."""
+    from rl_runner.runners import off_policy
+
+    seen: list[tuple[str, int]] = []
+    warm_up, act, update = DDPG.warm_up, DDPG.act, DDPG.update
+    random_actions = off_policy.random_actions
+
+    def warming_up(self: DDPG, obs: np.ndarray) -> None:
+        seen.append(("warm_up", self.clock.step))
+        warm_up(self, obs)
+
+    def acting(self: DDPG, obs: np.ndarray, explore: bool) -> np.ndarray:
+        if explore:
+            seen.append(("policy", self.clock.step))
+        return act(self, obs, explore)
+
+    def updating(self: DDPG) -> dict:
+        seen.append(("update", self.clock.step))
+        return update(self)
+
+    def at_random(space: Any, rng: np.random.Generator, count: int) -> np.ndarray:
+        seen.append(("random", seen[-1][1] if seen else 0))  # just told by warm_up, at this step
+        return random_actions(space, rng, count)
+
+    monkeypatch.setattr(DDPG, "warm_up", warming_up)
+    monkeypatch.setattr(DDPG, "act", acting)
+    monkeypatch.setattr(DDPG, "update", updating)
+    monkeypatch.setattr(off_policy, "random_actions", at_random)
+    return seen
+
+
+def resumed_without_the_replay(tiny_config, run_dir: Path, monkeypatch, *overrides: str) -> list[tuple[str, int]]:
+    """Pendulum to step 200 (learning from 100), then resumed from that checkpoint without its replay to 400: what
+    the resumed run did, step by step."""
+    common = ["env=pendulum", "eval.every=0", "eval.episodes=0", "checkpoint.every=0", *overrides]
+    train(tiny_config(*common, "total_steps=200"), run_dir=run_dir)
+    seen = record_the_loop(monkeypatch)
+    summary = train(tiny_config(*common, "total_steps=400", f"resume={run_dir}"), run_dir=run_dir)
+    assert summary["step"] == 400
+    return seen
+
+
+def steps_of(seen: list[tuple[str, int]], what: str) -> list[int]:
+    return [step for kind, step in seen if kind == what]
+
+
+def test_a_resume_without_the_replay_refills_it_with_the_policy(
+    tiny_config, one_thread, tmp_path: Path, monkeypatch
+) -> None:
+    """A HalfCheetah run resumed at 25K steps without its replay must not start again from uniform random actions:
+    the trained policy, exploring, refills learning_starts transitions, and updates start once the replay holds
+    them."""
+    seen = resumed_without_the_replay(tiny_config, tmp_path, monkeypatch)
+    assert steps_of(seen, "policy") == list(range(200, 400)) and not steps_of(seen, "random")
+    assert not steps_of(seen, "warm_up")
+    assert steps_of(seen, "update") == list(range(300, 401))  # after the 100th transition of the refill
+
+
+def test_refill_random_refills_the_replay_with_uniformly_random_actions(
+    tiny_config, one_thread, tmp_path: Path, monkeypatch
+) -> None:
+    seen = resumed_without_the_replay(tiny_config, tmp_path / "without", monkeypatch, "checkpoint.refill=random")
+    assert steps_of(seen, "random") == steps_of(seen, "warm_up") == list(range(200, 300))
+    assert steps_of(seen, "policy") == list(range(300, 400))
+    assert steps_of(seen, "update") == list(range(300, 401))
+    # a resume that found the replay has nothing to refill: the policy acts, updates go on at once
+    monkeypatch.undo()
+    seen = resumed_without_the_replay(
+        tiny_config, tmp_path / "with", monkeypatch, "checkpoint.refill=random", "checkpoint.save_replay=true"
+    )
+    assert steps_of(seen, "policy") == list(range(200, 400)) and not steps_of(seen, "random")
+    assert steps_of(seen, "update") == list(range(201, 401))
