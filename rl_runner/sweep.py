@@ -47,6 +47,25 @@ def constant_keys(overrides: list[str]) -> list[str]:
     return [o.get_key_element().lstrip("+~") for o in parsed if not o.is_sweep_override() and not o.is_hydra_override()]
 
 
+def worker_count_override(overrides: list[str], hydra: DictConfig) -> list[str]:
+    """``hydra.launcher.n_jobs=<jobs>`` for a joblib sweep of fewer jobs than it would start workers (``n_jobs=-1``,
+    the default, is one per core): a worker that never gets a job has no stop handlers of its own
+    (``guard_parallel_worker`` installs them with its first job), so a Ctrl-C would kill it and break the pool."""
+    launcher, sweeper = str(hydra.launcher.get("_target_", "")), str(hydra.sweeper.get("_target_", ""))
+    if "joblib" not in launcher.lower() or not sweeper.endswith("BasicSweeper"):
+        return []
+    jobs = 1
+    for override in OverridesParser.create().parse_overrides(overrides):
+        if override.is_sweep_override() and not override.is_hydra_override():
+            try:
+                jobs *= len(list(override.sweep_string_iterator()))
+            except Exception:  # a sweep the basic sweeper expands otherwise: leave the workers as they are
+                return []
+    requested = int(hydra.launcher.get("n_jobs") or 1)
+    workers = requested if requested > 0 else parallel_jobs(hydra.launcher, os.cpu_count() or 1)  # -1: every core
+    return [f"hydra.launcher.n_jobs={jobs}"] if jobs < workers else []
+
+
 def _short_value(value: str) -> str:
     try:
         number = float(value)

@@ -27,14 +27,14 @@ from rl_runner.config import (
     check_overrides,
     compose_config,
     config_groups,
+    hydra_settings,
     is_sweep_directory,
-    output_directory,
     resume_arguments,
     sweep_arguments,
 )
 from rl_runner.console import fail, interrupts_raise, stop_interrupted
 from rl_runner.errors import describe_failure, describe_os_error, expected_errors
-from rl_runner.sweep import SweepSummary, constant_keys, is_sweep_job, run_sweep_job
+from rl_runner.sweep import SweepSummary, constant_keys, is_sweep_job, run_sweep_job, worker_count_override
 
 PROGRAM = "rl-train"
 
@@ -132,12 +132,14 @@ def _main(argv: list[str]) -> None:
             for warning in checked.warnings:
                 print(f"{PROGRAM}: warning: {warning}", file=sys.stderr)
             overrides = checked.overrides
+            hydra = hydra_settings(overrides)
             if not printing:
-                check_writable(output_directory(overrides, multirun=multirun))
+                check_writable(Path(str(hydra.sweep.dir if multirun else hydra.run.dir)))
             if multirun:  # job directories are named by what the sweep varies (rl_runner/sweep.py)
                 overrides.append(
                     f"hydra.job.config.override_dirname.exclude_keys=[{','.join(constant_keys(overrides))}]"
                 )
+                overrides += worker_count_override(overrides, hydra)
         except ConfigError as error:
             fail(PROGRAM, str(error))
         except OSError as error:

@@ -21,7 +21,7 @@ from hydra import initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rl_runner.checkpoint import load_state
-from rl_runner.config import CONF_DIR, ConfigError, validate_overrides
+from rl_runner.config import CONF_DIR, ConfigError, hydra_settings, validate_overrides
 from rl_runner.config.compose import compose_with_search_space
 from rl_runner.logging import read_scalars
 from rl_runner.sweep import (
@@ -34,6 +34,7 @@ from rl_runner.sweep import (
     stop_parallel_jobs,
     sweep_outcome,
     threads_per_job,
+    worker_count_override,
 )
 from rl_runner.training import train
 from tests.conftest import REPO_ROOT, SMALL_PENDULUM, cli, run_eval
@@ -411,3 +412,12 @@ def test_a_sampled_value_out_of_bounds_fails_its_job_with_the_reason_in_run_json
         train(tiny_config("env=pendulum", "agent.gamma=2.0"), job_dir, continue_existing=True)
     assert record(job_dir)["status"] == "failed" and "agent.gamma=2.0" in record(job_dir)["error"]
     assert sweep_outcome(tmp_path).statuses == {"3_gamma=2.0": "failed"}
+
+
+def test_a_joblib_sweep_of_fewer_jobs_than_workers_starts_one_worker_per_job() -> None:
+    # an idle worker has no stop handlers of its own: a Ctrl-C would kill it and break joblib's pool
+    few = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=4", "seed=0,1"]
+    assert worker_count_override(few, hydra_settings(few)) == ["hydra.launcher.n_jobs=2"]
+    enough = ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=0,1,2", "agent.tau=0.1,0.2"]
+    assert worker_count_override(enough, hydra_settings(enough)) == []
+    assert worker_count_override(["seed=0,1"], hydra_settings(["seed=0,1"])) == []  # the basic launcher

@@ -177,11 +177,16 @@ def _sweep_values(override: Override) -> list[str]:
     return list(override.sweep_string_iterator())
 
 
+def hydra_settings(overrides: list[str]) -> DictConfig:
+    """Hydra's own config (``hydra.*``: run and sweep directories, launcher, sweeper) for these overrides."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=_override_variants(overrides)[0], return_hydra_config=True).hydra
+
+
 def output_directory(overrides: list[str], multirun: bool) -> Path:
     """Where Hydra will put the run (or the sweep), for these overrides."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=_override_variants(overrides)[0], return_hydra_config=True)
-    return Path(str(cfg.hydra.sweep.dir if multirun else cfg.hydra.run.dir))
+    hydra = hydra_settings(overrides)
+    return Path(str(hydra.sweep.dir if multirun else hydra.run.dir))
 
 
 @dataclass(frozen=True)
