@@ -114,7 +114,13 @@ def _main(argv: list[str]) -> None:
         except ConfigError as error:
             fail(PROGRAM, str(error))
         return
-    if not any(flag.split("=")[0] in FLAGS_THAT_SKIP_CHECKS for flag in flags):
+    checking = not any(flag.split("=")[0] in FLAGS_THAT_SKIP_CHECKS for flag in flags)
+    if any(flag.split("=")[0] in ("--config-dir", "-cd") for flag in flags):
+        fail(
+            PROGRAM,
+            "--config-dir is not saved with a run: name your config folder with 'hydra.searchpath=[file://DIR]'",
+        )
+    if checking:
         printing = any(flag.split("=")[0] in FLAGS_THAT_PRINT for flag in flags)  # --cfg job: checked, not run
         try:
             resume = [o for o in overrides if o.startswith("resume=")]
@@ -144,7 +150,7 @@ def _main(argv: list[str]) -> None:
             fail(PROGRAM, str(error))
         except OSError as error:
             fail(PROGRAM, describe_os_error(error), code=1)
-    sys.argv = [PROGRAM, *flags, *overrides]
+    sys.argv = [PROGRAM, *flags, *overrides] if checking else [PROGRAM, *argv]  # --info takes a topic after it
     if not any(flag.split("=")[0] in FLAGS_THAT_PRINT for flag in flags):  # it will train
         import rl_runner.training  # noqa: F401  (torch and the runners, still under the quiet Ctrl-C of the imports)
 

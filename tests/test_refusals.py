@@ -87,6 +87,19 @@ CONFIG_MISTAKES = {  # name: (overrides, what the line says)
         ["agent=rainbow", "env=minatar_breakout", "net=nature_cnn"],
         ["net=nature_cnn", "do not fit the 10x10 images", "choose net=minatar_cnn"],
     ),
+    "a constructor's own error": (
+        ["agent=rainbow", "env=gym", "env.id=tests.envs.broken:CrashesOnMake"],
+        ["env.id='tests.envs.broken:CrashesOnMake' could not be made: RuntimeError: simulator not started"],
+    ),
+    "actions without bounds": (
+        ["agent=ddpg", "env=gym", "env.id=tests.envs.broken:UnboundedActions"],
+        ["agent=ddpg needs bounded actions", "Box(-inf, inf, (1,), float32)"],
+    ),
+    "images with their channels last": (
+        ["agent=rainbow", "env=gym", "env.id=tests.envs.broken:ChannelsLast", "net=nature_cnn"],
+        ["with their channels last", "+env.wrappers.channels_first={}"],
+    ),
+    "+hydra.searchpath": (["+hydra.searchpath=[file://conf]"], ["drop the +"]),
     "a conv torso on vectors": (
         ["agent=rainbow", "env=cartpole", "net=nature_cnn"],
         ["net=nature_cnn needs image observations", "env.id=CartPole-v1", "choose net=mlp"],
@@ -305,9 +318,12 @@ def test_help_and_refused_overrides_import_nothing_heavy(tmp_path: Path) -> None
 # ------------------------------------------------------------------------------------ values that are accepted
 def test_an_integral_float_for_an_integer_key_is_accepted(monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "argv", list(sys.argv))
-    rl_train(["--cfg", "job", "total_steps=2e5", "net.hidden=3.2e1"])
+    # a float of a key that takes floats stays one, wherever it stands among the integers
+    rl_train(
+        ["--cfg", "job", "env=cartpole", "+env.kwargs.sutton_barto_reward=1.0", "total_steps=2e5", "net.hidden=3.2e1"]
+    )
     out = capsys.readouterr().out
-    assert "\ntotal_steps: 200000\n" in out and "  hidden: 32\n" in out
+    assert "\ntotal_steps: 200000\n" in out and "  hidden: 32\n" in out and "sutton_barto_reward: 1.0\n" in out
 
 
 def test_an_integral_float_in_a_sweep_value_list_is_accepted(tmp_path: Path, monkeypatch, capsys) -> None:

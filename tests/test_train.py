@@ -8,6 +8,7 @@ import os
 import pty
 import struct
 import subprocess
+import sys
 import termios
 from pathlib import Path
 
@@ -169,3 +170,14 @@ def test_breakout_and_minatar_through_the_command_line(tmp_path: Path) -> None:
         scalars = read_scalars(tmp_path / run / "tb")
         assert scalars["loss/q"] and scalars["train/episode_return"], run
         assert all(np.isfinite(value) for _, value in scalars["loss/q"])
+
+
+def test_hydra_info_takes_overrides_and_a_config_dir_flag_is_refused(monkeypatch, capsys) -> None:
+    from rl_runner.train import main
+
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    main(["agent=rainbow", "--info", "searchpath"])  # the topic stays right after the flag
+    assert "Config search path" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:  # not saved with a run: rl-eval could not find the folder again
+        main(["--config-dir", "my_conf", "env=my_env"])
+    assert exited.value.code == 2 and "hydra.searchpath=[file://DIR]" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import dataclasses
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from rl_runner.choices import RecurrentCell
+from rl_runner.choices import ActionSpace, RecurrentCell
 from rl_runner.config.groups import option_values
 from rl_runner.errors import ConfigError
 from rl_runner.registry import runner_entry
@@ -127,8 +127,19 @@ def check_env(cfg: DictConfig) -> None:
         names = ", ".join(space.value for space in agent.action_spaces)
         has = f"{kind.value} actions ({action_space})" if kind else f"actions {action_space}"
         raise ConfigError(f"agent={agent.name} cannot run on env.id={env_id}: it has {has}; {agent.name} takes {names}")
+    if kind is ActionSpace.continuous and not (_finite(action_space.low) and _finite(action_space.high)):
+        raise ConfigError(  # the actor squashes its actions into the bounds, and warm-up draws uniformly within them
+            f"agent={agent.name} needs bounded actions; env.id={env_id} has {action_space}: give the env finite "
+            "action bounds"
+        )
     check_net(cfg)
     shape = tuple(getattr(observation_space, "shape", None) or ())
+    pixel_agent = any(str(net) != "mlp" for net in agent.nets)
+    if pixel_agent and len(shape) == 3 and shape[-1] <= 4 < shape[0]:  # height x width x channels
+        raise ConfigError(
+            f"env.id={env_id} observes images {observation_space} with their channels last; conv torsos read "
+            "[channels, height, width]: add +env.wrappers.channels_first={}"
+        )
     fitting = pixel_nets_that_fit(agent, shape)
     if "channels" in cfg.net and len(shape) != 3:  # a conv torso (PixelNetConfig)
         raise ConfigError(
@@ -147,6 +158,12 @@ def check_env(cfg: DictConfig) -> None:
             f"agent={agent.name}'s net={cfg.net.name} needs vector observations; env.id={env_id} observes images "
             f"{observation_space}: {choose}flatten them with +env.wrappers.flatten_observation={{}}"
         )
+
+
+def _finite(values: object) -> bool:
+    import numpy as np  # with gymnasium: only once an env was made
+
+    return bool(np.all(np.isfinite(values)))
 
 
 def pixel_nets_that_fit(agent: DictConfig, shape: tuple[int, ...]) -> list[str]:

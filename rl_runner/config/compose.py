@@ -217,6 +217,8 @@ def check_overrides(overrides: list[str], sources: bool = True) -> CheckedOverri
                 f"cannot parse override {override!r}: {_first_line(error)} (quote values with '=' or ',')"
             ) from error
         key = parsed.get_key_element()
+        if override.startswith("+hydra.searchpath"):
+            raise ConfigError(f"{override}: Hydra reads the search path only as hydra.searchpath=[...] (drop the +)")
         if (CONF_DIR / key).is_dir() and parsed.value() is None and not parsed.is_delete():
             raise ConfigError(f"{override}: a config group cannot be set to null; remove it with ~{key}")
     overrides = [_absolute_searchpath(o) for o in overrides]
@@ -226,8 +228,10 @@ def check_overrides(overrides: list[str], sources: bool = True) -> CheckedOverri
             own = _own(overrides)
             base, searched = compose_with_search_space(own, overrides)
             relative_data = _relative_data_path(base, own)
-            if relative_data is not None:
-                overrides, own = overrides + [relative_data], own + [relative_data]
+            if relative_data is not None:  # in place of a sweep over files, else after what the user typed
+                swept = [o for o in own if o.startswith("data.path=") and "," in relative_data]
+                overrides = [o for o in overrides if o not in swept] + [relative_data]
+                own = [o for o in own if o not in swept] + [relative_data]
                 base, searched = compose_with_search_space(own, overrides)
             swept = own + searched
             warnings: list[str] = []
@@ -275,15 +279,21 @@ def _integers_as_integers(overrides: list[str]) -> list[str]:
     """``total_steps=2e5`` (or ``1e6``, ``3.0``) for an integer key, written as the integer it is: OmegaConf would
     refuse the float. Only overrides holding such a number are looked at, one composition each, and only those
     whose key turns out to be an integer are rewritten."""
+
+    def integral_floats(override: str) -> list[re.Match]:
+        if override.startswith(("hydra.", "~")) or "=" not in override:
+            return []
+        return [m for m in INTEGRAL_FLOAT.finditer(override.split("=", 1)[1]) if float(m.group()).is_integer()]
+
     result = list(overrides)
     for index, override in enumerate(overrides):
-        if override.startswith(("hydra.", "~")) or "=" not in override:
-            continue
-        key, value = override.split("=", 1)
-        numbers = [m for m in INTEGRAL_FLOAT.finditer(value) if float(m.group()).is_integer()]
+        numbers = integral_floats(override)
         if not numbers:
             continue
-        trial = result[:index] + [f"{key}={numbers[0].group()}"] + result[index + 1 :]
+        key, value = override.split("=", 1)
+        # this one float among the others without theirs: a refusal is then about this key alone
+        others = [o for o in result if o is not override and not integral_floats(o)]
+        trial = [*others, f"{key}={numbers[0].group()}"]
         try:
             compose(config_name="config", overrides=_override_variants(_own(trial))[0])
         except (HydraException, OmegaConfBaseException) as error:
@@ -302,8 +312,12 @@ def _relative_data_path(cfg: DictConfig, own: list[str]) -> str | None:
     path = OmegaConf.select(cfg, "data.path", throw_on_missing=False)
     if not isinstance(path, str) or path in ("", MISSING) or Path(path).expanduser().is_absolute():
         return None
-    if any(o.startswith("data.path=") and "," in o for o in own):
-        return None  # a sweep over files: each value as written, relative to where the sweep runs
+    swept = [
+        o for o in own if o.startswith("data.path=") and OverridesParser.create().parse_override(o).is_sweep_override()
+    ]
+    if swept:  # a sweep over files: each of them, absolute
+        files = OverridesParser.create().parse_override(swept[-1]).sweep_string_iterator()
+        return "data.path=" + ",".join(_quoted(Path(file).expanduser().resolve()) for file in files)
     return f"data.path={_quoted(Path(path).expanduser().resolve())}"
 
 

@@ -125,13 +125,14 @@ def _make(env_id: str, target: str | gym.envs.registration.EnvSpec, kwargs: dict
             f"env.kwargs.{key}: {env_id} takes no keyword argument {key!r} (kept from the env group's own env?); "
             f"drop it with ~env.kwargs.{key}"
         ) from error
-    except (gym.error.Error, ImportError, ValueError, AssertionError) as error:
+    except Exception as error:  # noqa: BLE001  (a user's constructor may raise anything: the line names the env)
         # the env's constructor refusing a value (a corridor of length 0), a dependency it lacks
         raise ConfigError(_not_made(env_id, error)) from error
 
 
 def _not_made(env_id: str, error: BaseException) -> str:
-    return f"env.id={env_id!r} could not be made: {_one_line(error)}"
+    known = isinstance(error, (gym.error.Error, ImportError, ValueError, AssertionError, TypeError))
+    return f"env.id={env_id!r} could not be made: {'' if known else type(error).__name__ + ': '}{_one_line(error)}"
 
 
 def _one_line(error: BaseException) -> str:

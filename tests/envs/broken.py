@@ -1,6 +1,9 @@
-"""An env that can be made but not run: its reset fails, as a simulator that crashes on start would. The config
-checks make an env without resetting it, so a sweep job on this env gets past them and fails while it runs
-(the failure-proof sweep tests need one such job); imported by its id, ``env.id=tests.envs.broken:CrashesOnReset``."""
+"""Envs that are wrong in ways a user's env can be, imported by their ids (``env.id=tests.envs.broken:<Class>``).
+
+``CrashesOnReset`` can be made but not run, as a simulator that crashes on start: the config checks make an env
+without resetting it, so a sweep job on it gets past them and fails while it runs (the failure-proof sweep tests
+need one such job). The others are refused by the checks: a constructor that raises an error of its own, actions
+without bounds, images with their channels last."""
 
 from __future__ import annotations
 
@@ -20,3 +23,21 @@ class CrashesOnReset(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         raise OSError("the simulator crashed")
+
+
+class CrashesOnMake(gym.Env):
+    def __init__(self) -> None:
+        raise RuntimeError("simulator not started")
+
+
+class UnboundedActions(CrashesOnReset):
+    def __init__(self) -> None:
+        super().__init__()
+        self.action_space = gym.spaces.Box(-np.inf, np.inf, (1,), np.float32)
+
+
+class ChannelsLast(CrashesOnReset):
+    def __init__(self) -> None:
+        super().__init__()
+        self.observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
+        self.action_space = gym.spaces.Discrete(2)
