@@ -206,6 +206,21 @@ class EvalEpisodes(NamedTuple):
     successes: np.ndarray | None
 
 
+# An evaluation episode of an env without a time limit (a user's env registered without max_episode_steps) ends
+# here at the latest: a greedy policy that never reaches a terminal state would otherwise evaluate forever.
+UNLIMITED_EPISODE_CUT = 100_000
+
+
+def has_time_limit(env: gym.Env) -> bool:
+    """Whether one of the env's layers is a ``TimeLimit`` (its registration, or ``env.max_episode_steps``)."""
+    layer = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.TimeLimit):
+            return True
+        layer = layer.env
+    return False
+
+
 def evaluate_policy(
     agent: EnvAgent,
     env: gym.Env,
@@ -218,6 +233,7 @@ def evaluate_policy(
     an env made with render_mode="rgb_array", the first episode's frames go there (its first ``max_frames``:
     rendering is what costs, so none is rendered past them)."""
     frame_limit = max_frames if max_frames is not None else float("inf")
+    cut = None if has_time_limit(env) else UNLIMITED_EPISODE_CUT
     agent.train_mode(False)
     returns = np.zeros(episodes)
     successes: list[bool | None] = []
@@ -225,7 +241,7 @@ def evaluate_policy(
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + episode)
             agent.reset(np.ones(1, dtype=bool), explore=False)
-            done = False
+            done, steps = False, 0
             while not done:
                 if frames is not None and episode == 0 and len(frames) < frame_limit:
                     frames.append(env.render())
@@ -233,6 +249,14 @@ def evaluate_policy(
                 obs, reward, terminated, truncated, info = env.step(action)
                 returns[episode] += float(reward)
                 done = terminated or truncated
+                steps += 1
+                if cut is not None and steps >= cut and not done:
+                    log.warning(
+                        "evaluation episode cut at %d steps: %s has no time limit (set env.max_episode_steps)",
+                        cut,
+                        env.spec.id if env.spec else type(env.unwrapped).__name__,
+                    )
+                    done = True
             successes.append(bool(info["is_success"]) if "is_success" in info else None)
     finally:
         agent.train_mode(True)

@@ -41,3 +41,18 @@ class ChannelsLast(CrashesOnReset):
         super().__init__()
         self.observation_space = gym.spaces.Box(0, 255, (84, 84, 3), np.uint8)
         self.action_space = gym.spaces.Discrete(2)
+
+
+class NeverEnds(gym.Env):
+    """Registered without a time limit, and no state of it ends an episode."""
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        return np.zeros(3, np.float32), 1.0, False, False, {}

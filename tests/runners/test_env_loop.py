@@ -57,3 +57,26 @@ def test_a_runner_of_its_own_trains_through_the_shared_env_loop_and_resumes_exac
     assert weights[-1] != weights[0]  # the script's learning rule moved the policy
     assert {path.stem for path in stopped.glob("*.pt")} == {"policy", "rollout", "stream", "progress"}
     assert_loads_alike(straight, resumed)
+
+
+def test_an_evaluation_episode_of_an_env_without_a_time_limit_is_cut(monkeypatch, caplog) -> None:
+    import gymnasium as gym
+
+    from rl_runner.runners import env_loop
+    from tests.envs.broken import NeverEnds
+
+    class Greedy:
+        def train_mode(self, training: bool) -> None: ...
+
+        def reset(self, done, explore: bool) -> None: ...
+
+        def act(self, obs, explore: bool):
+            return [0] * len(obs)
+
+    monkeypatch.setattr(env_loop, "UNLIMITED_EPISODE_CUT", 50)
+    env = gym.make(gym.envs.registration.EnvSpec(id="NeverEnds", entry_point=NeverEnds))
+    assert not env_loop.has_time_limit(env)
+    with caplog.at_level("WARNING"):
+        result = env_loop.evaluate_policy(Greedy(), env, episodes=2, seed=0)
+    assert list(result.returns) == [50.0, 50.0] and "has no time limit" in caplog.text
+    assert env_loop.has_time_limit(gym.make("CartPole-v1"))
