@@ -78,9 +78,11 @@ def run_config(run_dir: Path, overrides: list[str] = ()) -> DictConfig:
     overrides = saved_overrides(run_dir) + list(overrides)
     try:
         cfg = compose_config(overrides)
-    except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError(f"{run_dir}: {describe_error(error)}") from error
-    check_config(cfg, check_device=False)  # rl-eval picks its own device
+    except ConfigError as error:
+        raise ConfigError(f"{run_dir}: {error}") from error
+    # rl-eval picks its own device; the runner's loading makes the env and reads the data, and refuses a mistake
+    # in them in one line itself, so they are made and read once, not also here
+    check_config(cfg, check_device=False, sources=False)
     return cfg
 
 

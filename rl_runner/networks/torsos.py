@@ -17,6 +17,7 @@ import torch.nn as nn
 from rl_runner.choices import Activation, Init
 from rl_runner.networks.init import initialise_linear
 from rl_runner.networks.mlp import ACTIVATIONS, hidden_layers, resolve_net_spec
+from rl_runner.schemas import PixelNetConfig
 
 
 def is_pixel_net(net: Mapping[str, Any]) -> bool:
@@ -43,14 +44,14 @@ class PixelTorso(nn.Module):
             layers += [conv, ACTIVATIONS[activation]()]
             channels = int(out_channels)
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        with torch.no_grad():
-            try:
-                self.features = int(self.convs(torch.zeros(1, *self.image_shape)).shape[-1])
-            except RuntimeError:  # a kernel larger than what is left of the image
-                raise ValueError(
-                    f"net={net['name']}: its conv layers (kernels {list(net['kernels'])}, strides "
-                    f"{list(net['strides'])}) do not fit a {self.image_shape[1]}x{self.image_shape[2]} observation"
-                ) from None
+        # the same rule the config check applies (rl_runner/config/checks.py), so both refuse the same nets
+        feature_map = PixelNetConfig.feature_map(*self.image_shape[1:], list(net["kernels"]), list(net["strides"]))
+        if feature_map is None:
+            raise ValueError(
+                f"net={net['name']}: its conv layers (kernels {list(net['kernels'])}, strides "
+                f"{list(net['strides'])}) do not fit a {self.image_shape[1]}x{self.image_shape[2]} observation"
+            )
+        self.features = channels * feature_map[0] * feature_map[1]
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         lead = obs.shape[:-3]
